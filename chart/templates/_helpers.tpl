@@ -1,0 +1,185 @@
+{{/*
+Chart name, truncated to 63 characters (the DNS label limit).
+*/}}
+{{- define "iperf3-monitor.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified name: the prefix of every object name. Truncated to 52
+characters so that "<fullname>-manual" (NOTES.txt) and the CronJob's Job
+names (CronJob name + 11 characters) stay within 63.
+*/}}
+{{- define "iperf3-monitor.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "iperf3-monitor.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every object.
+*/}}
+{{- define "iperf3-monitor.labels" -}}
+helm.sh/chart: {{ include "iperf3-monitor.chart" . }}
+{{ include "iperf3-monitor.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels shared by every component; add app.kubernetes.io/component.
+*/}}
+{{- define "iperf3-monitor.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "iperf3-monitor.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "iperf3-monitor.serverSelectorLabels" -}}
+{{ include "iperf3-monitor.selectorLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{- define "iperf3-monitor.jobSelectorLabels" -}}
+{{ include "iperf3-monitor.selectorLabels" . }}
+app.kubernetes.io/component: job
+{{- end }}
+
+{{/*
+The job's --selector: exactly the server pods of this release.
+*/}}
+{{- define "iperf3-monitor.serverSelector" -}}
+{{- $labels := include "iperf3-monitor.serverSelectorLabels" . | fromYaml }}
+{{- $pairs := list }}
+{{- range $key := keys $labels | sortAlpha }}
+{{- $pairs = append $pairs (printf "%s=%s" $key (get $labels $key)) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{- define "iperf3-monitor.serviceAccountName" -}}
+{{- default (include "iperf3-monitor.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{/*
+Image reference from an image block: repository@digest, else repository:tag
+(tag defaulting to the chart's appVersion).
+*/}}
+{{- define "iperf3-monitor.image" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "iperf3-monitor.serverImage" -}}
+{{- include "iperf3-monitor.image" (dict "image" .Values.server.image "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+The job's image: each job.image field falls back to the server's.
+*/}}
+{{- define "iperf3-monitor.jobImageBlock" -}}
+{{- $server := .Values.server.image }}
+{{- $job := .Values.job.image }}
+{{- $digest := $job.digest | default $server.digest }}
+{{- if $job.tag }}
+{{- $digest = $job.digest }}
+{{- end }}
+repository: {{ default $server.repository $job.repository }}
+tag: {{ default $server.tag $job.tag | quote }}
+digest: {{ $digest | quote }}
+pullPolicy: {{ default $server.pullPolicy $job.pullPolicy }}
+{{- end }}
+
+{{- define "iperf3-monitor.jobImage" -}}
+{{- $image := include "iperf3-monitor.jobImageBlock" . | fromYaml }}
+{{- include "iperf3-monitor.image" (dict "image" $image "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+checkov skip annotations (a dict) for a workload's image: it is referenced
+by an immutable release tag unless a digest is given.
+*/}}
+{{- define "iperf3-monitor.imageCheckovSkips" -}}
+{{- if not .digest }}
+checkov.io/skip-image-digest: CKV_K8S_43=Pinned to the chart's release tag; set server.image.digest to pin by digest
+checkov.io/skip-image-pull: CKV_K8S_15=IfNotPresent with a release tag; Always would make every run depend on the registry
+{{- else }}
+{}
+{{- end }}
+{{- end }}
+
+{{/*
+Seconds between two runs: job.interval, else derived from job.schedule.
+Fails for schedules it cannot read, asking for job.interval.
+*/}}
+{{- define "iperf3-monitor.interval" -}}
+{{- $schedule := .Values.job.schedule | trim }}
+{{- if .Values.job.interval }}
+{{- .Values.job.interval }}
+{{- else if has $schedule (list "@hourly") }}
+{{- 3600 }}
+{{- else if has $schedule (list "@daily" "@midnight") }}
+{{- 86400 }}
+{{- else if regexMatch "^\\*(/[0-9]+)?\\s+\\*\\s+\\*\\s+\\*\\s+\\*$" $schedule }}
+{{- $step := regexFind "^\\*/[0-9]+" $schedule | trimPrefix "*/" | default "1" | atoi }}
+{{- if or (lt $step 1) (ne (mod 60 $step) 0) }}
+{{- fail (printf "job.schedule %q: the minute step must divide 60; set job.interval to the seconds between runs" $schedule) }}
+{{- end }}
+{{- mul $step 60 }}
+{{- else if regexMatch "^[0-9]+\\s+\\*\\s+\\*\\s+\\*\\s+\\*$" $schedule }}
+{{- 3600 }}
+{{- else if regexMatch "^[0-9]+\\s+[0-9]+\\s+\\*\\s+\\*\\s+\\*$" $schedule }}
+{{- 86400 }}
+{{- else }}
+{{- fail (printf "job.schedule %q: cannot derive the interval between runs from it; set job.interval to the seconds between runs" $schedule) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Time budget of one run: job.budget, else 3/4 of the interval.
+*/}}
+{{- define "iperf3-monitor.budget" -}}
+{{- if .Values.job.budget }}
+{{- .Values.job.budget }}
+{{- else }}
+{{- div (mul (include "iperf3-monitor.interval" . | atoi) 3) 4 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Seconds after which a run is killed: job.activeDeadlineSeconds, else halfway
+between the end of the budget and the next run.
+*/}}
+{{- define "iperf3-monitor.activeDeadlineSeconds" -}}
+{{- if .Values.job.activeDeadlineSeconds }}
+{{- .Values.job.activeDeadlineSeconds }}
+{{- else }}
+{{- $interval := include "iperf3-monitor.interval" . | atoi }}
+{{- $budget := include "iperf3-monitor.budget" . | atoi }}
+{{- sub $interval (div (sub $interval $budget) 2) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the job needs cluster-scoped permissions.
+*/}}
+{{- define "iperf3-monitor.needsClusterRole" -}}
+{{- if or .Values.job.discovery.allNamespaces .Values.job.discovery.nodeLabelKeys }}true{{ end }}
+{{- end }}
+
