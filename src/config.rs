@@ -1,0 +1,368 @@
+//! Command-line flags and environment variables: the job's whole configuration, in one place.
+//!
+//! Every flag of `iperf3-monitor run` can also be set with one `IPERF3_MONITOR_*` environment
+//! variable (the flag name in upper snake case), so a Helm chart can map each value to exactly
+//! one variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use reqwest::Url;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Measures the network between every pair of nodes with iperf3 and pushes the results into
+/// Prometheus. One pass per invocation: discover, measure, push, exit.
+#[derive(Debug, Parser)]
+#[command(name = "iperf3-monitor", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one measurement pass (or print its plan with --dry-run) and exit.
+    Run(Box<RunArgs>),
+}
+
+/// Where clients run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every ordered pair of nodes; the client runs on the source node.
+    Mesh,
+    /// This process is the only client; it measures from its own node to every other node.
+    Star,
+}
+
+/// An iperf3 test protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is printed on stdout when the run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// The source × destination matrix per protocol, for humans and `kubectl logs`.
+    Table,
+    /// The whole run report as JSON.
+    Json,
+    /// The samples in the Prometheus text exposition format, with timestamps.
+    Prometheus,
+}
+
+/// Format of the logs written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `iperf3-monitor run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Static inventory (YAML) of the nodes to measure, instead of Kubernetes discovery.
+    #[arg(long, env = "IPERF3_MONITOR_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
+    /// mesh: every ordered pair, the client on the source node; star: this process is the only client.
+    #[arg(long, env = "IPERF3_MONITOR_MODE", value_enum, default_value_t = Mode::Mesh)]
+    pub mode: Mode,
+
+    /// The node this process runs on, the source of every test in star mode [default: $NODE_NAME].
+    #[arg(long, env = "IPERF3_MONITOR_SOURCE_NODE", value_name = "NAME")]
+    pub source_node: Option<String>,
+
+    /// Protocols to test, comma-separated; each gets its own rounds.
+    #[arg(
+        long,
+        env = "IPERF3_MONITOR_PROTOCOLS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tcp,udp"
+    )]
+    pub protocols: Vec<Protocol>,
+
+    /// Length of one iperf3 test in seconds (iperf3 -t).
+    #[arg(long, env = "IPERF3_MONITOR_DURATION", value_name = "SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration: u64,
+
+    /// Target bitrate of UDP tests (iperf3 -b), e.g. 100M, 1G, 500K.
+    #[arg(long, env = "IPERF3_MONITOR_UDP_BITRATE", value_name = "RATE", default_value = "100M",
+          value_parser = parse_bitrate)]
+    pub udp_bitrate: String,
+
+    /// Parallel streams per test (iperf3 -P).
+    #[arg(long, env = "IPERF3_MONITOR_PARALLEL", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=128))]
+    pub parallel: u32,
+
+    /// Hard limit for one test in seconds; the client and its children are killed after it [default: duration + 15].
+    #[arg(long, env = "IPERF3_MONITOR_TEST_TIMEOUT", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=7200))]
+    pub test_timeout: Option<u64>,
+
+    /// Maximum number of tests running at the same time (splits a round when it has more tests).
+    #[arg(long, env = "IPERF3_MONITOR_CONCURRENCY", value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub concurrency: u64,
+
+    /// Time budget of one run in seconds; rounds that do not fit are measured by the next runs [default: no limit].
+    #[arg(long, env = "IPERF3_MONITOR_BUDGET", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub budget: Option<u64>,
+
+    /// Seconds between two runs (the CronJob schedule); places this run in the rotation across runs.
+    #[arg(long, env = "IPERF3_MONITOR_INTERVAL", value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub interval: u64,
+
+    /// Default iperf3 server port, for inventory nodes that name none.
+    #[arg(long, env = "IPERF3_MONITOR_PORT", value_name = "PORT", default_value_t = 5201,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// Prometheus remote-write endpoint, e.g. http://prometheus:9090/api/v1/write.
+    #[arg(long, env = "IPERF3_MONITOR_REMOTE_WRITE_URL", value_name = "URL", value_parser = parse_http_url)]
+    pub remote_write_url: Option<Url>,
+
+    /// Timeout of one push request in seconds.
+    #[arg(long, env = "IPERF3_MONITOR_PUSH_TIMEOUT", value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub push_timeout: u64,
+
+    /// Retries of a failed push request (5xx, 429, connection errors) before giving up.
+    #[arg(long, env = "IPERF3_MONITOR_PUSH_RETRIES", value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub push_retries: u32,
+
+    /// Adds cluster="NAME" to every series.
+    #[arg(long, env = "IPERF3_MONITOR_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// What to print on stdout at the end of the run.
+    #[arg(long, env = "IPERF3_MONITOR_OUTPUT", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    /// Print the schedule (rounds, pairs, estimated time, coverage across runs) and run nothing.
+    #[arg(long, env = "IPERF3_MONITOR_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Format of the logs on stderr (the level is set with RUST_LOG, default info).
+    #[arg(long, env = "IPERF3_MONITOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// The iperf3 client program (a path or a name looked up in PATH on the node that runs it).
+    #[arg(long, env = "IPERF3_MONITOR_IPERF3", value_name = "PROGRAM", default_value = "iperf3")]
+    pub iperf3: String,
+}
+
+/// The validated configuration of one run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub inventory: Option<PathBuf>,
+    pub mode: Mode,
+    /// The client's node in star mode.
+    pub source_node: Option<String>,
+    pub protocols: Vec<Protocol>,
+    pub test: TestSettings,
+    pub concurrency: usize,
+    pub budget: Option<Duration>,
+    pub interval: Duration,
+    pub default_port: u16,
+    pub remote_write_url: Option<Url>,
+    pub push: PushSettings,
+    pub cluster: Option<String>,
+    pub output: Output,
+    pub dry_run: bool,
+}
+
+/// How each iperf3 test is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestSettings {
+    pub iperf3: String,
+    pub duration: Duration,
+    pub udp_bitrate: String,
+    pub parallel: u32,
+    pub timeout: Duration,
+}
+
+/// How results are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSettings {
+    pub request_timeout: Duration,
+    pub retries: u32,
+}
+
+impl RunArgs {
+    /// Checks what clap cannot check alone and builds the run's configuration.
+    /// `node_name` is the value of `NODE_NAME` (the Kubernetes downward API), if set.
+    pub fn into_config(self, node_name: Option<String>) -> Result<RunConfig> {
+        let mut protocols = self.protocols;
+        protocols.sort();
+        protocols.dedup();
+        if protocols.is_empty() {
+            return Err(Error::config("--protocols", "name at least one of tcp, udp"));
+        }
+        let source_node = self.source_node.or(node_name).filter(|s| !s.is_empty());
+        if self.mode == Mode::Star && source_node.is_none() {
+            return Err(Error::config(
+                "--source-node",
+                "star mode needs the name of this process's node: pass --source-node or set NODE_NAME",
+            ));
+        }
+        if self.inventory.is_none() {
+            return Err(Error::config(
+                "--inventory",
+                "no target source: pass --inventory FILE (Kubernetes discovery is not built into this version)",
+            ));
+        }
+        if let Some(cluster) = &self.cluster
+            && cluster.is_empty()
+        {
+            return Err(Error::config("--cluster", "must not be empty; leave it unset instead"));
+        }
+        let duration = Duration::from_secs(self.duration);
+        let timeout = Duration::from_secs(self.test_timeout.unwrap_or(self.duration + 15));
+        if timeout <= duration {
+            return Err(Error::config(
+                "--test-timeout",
+                format!(
+                    "{}s must be longer than --duration {}s, or every test is killed before it ends",
+                    timeout.as_secs(),
+                    self.duration
+                ),
+            ));
+        }
+        let concurrency = usize::try_from(self.concurrency)
+            .map_err(|_| Error::config("--concurrency", "too large for this machine"))?;
+        Ok(RunConfig {
+            inventory: self.inventory,
+            mode: self.mode,
+            source_node,
+            protocols,
+            test: TestSettings {
+                iperf3: self.iperf3,
+                duration,
+                udp_bitrate: self.udp_bitrate,
+                parallel: self.parallel,
+                timeout,
+            },
+            concurrency,
+            budget: self.budget.map(Duration::from_secs),
+            interval: Duration::from_secs(self.interval),
+            default_port: self.port,
+            remote_write_url: self.remote_write_url,
+            push: PushSettings {
+                request_timeout: Duration::from_secs(self.push_timeout),
+                retries: self.push_retries,
+            },
+            cluster: self.cluster,
+            output: self.output,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+/// Accepts iperf3 bitrates: a number with an optional K, M or G suffix.
+fn parse_bitrate(value: &str) -> std::result::Result<String, String> {
+    let digits = value.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
+    match digits.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() && digits.len() + 1 >= value.len() => {
+            Ok(value.to_string())
+        }
+        _ => Err(format!(
+            "'{value}' is not a bitrate: use a positive number with an optional K, M or G suffix, e.g. 100M"
+        )),
+    }
+}
+
+fn parse_http_url(value: &str) -> std::result::Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| format!("'{value}' is not a URL: {e}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("'{value}' must be an http:// or https:// URL"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> std::result::Result<RunArgs, clap::Error> {
+        let mut argv = vec!["iperf3-monitor", "run", "--inventory", "x.yaml"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Run(args) => *args,
+        })
+    }
+
+    #[test]
+    fn defaults_are_a_full_tcp_and_udp_mesh() {
+        let config = args(&[]).unwrap().into_config(None).unwrap();
+        assert_eq!(config.mode, Mode::Mesh);
+        assert_eq!(config.protocols, vec![Protocol::Tcp, Protocol::Udp]);
+        assert_eq!(config.test.duration, Duration::from_secs(5));
+        assert_eq!(config.test.timeout, Duration::from_secs(20));
+        assert_eq!(config.budget, None);
+    }
+
+    #[test]
+    fn bitrates_are_checked() {
+        assert!(parse_bitrate("100M").is_ok());
+        assert!(parse_bitrate("1.5G").is_ok());
+        assert!(parse_bitrate("5000").is_ok());
+        for bad in ["", "M", "-1M", "100MB", "fast", "0"] {
+            assert!(parse_bitrate(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn star_mode_takes_node_name_from_the_environment() {
+        let config = args(&["--mode", "star"]).unwrap().into_config(Some("n3".into())).unwrap();
+        assert_eq!(config.source_node.as_deref(), Some("n3"));
+        let err = args(&["--mode", "star"]).unwrap().into_config(None).unwrap_err();
+        assert!(err.to_string().contains("--source-node"), "{err}");
+    }
+
+    #[test]
+    fn a_timeout_shorter_than_the_test_is_refused() {
+        let err = args(&["--duration", "10", "--test-timeout", "5"])
+            .unwrap()
+            .into_config(None)
+            .unwrap_err();
+        assert!(err.to_string().contains("--test-timeout"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let err = args(&["--protocols", "tcp,sctp"]).unwrap_err().to_string();
+        assert!(err.contains("--protocols"), "{err}");
+        let err = args(&["--remote-write-url", "ftp://x"]).unwrap_err().to_string();
+        assert!(err.contains("--remote-write-url"), "{err}");
+        let err = args(&["--duration", "0"]).unwrap_err().to_string();
+        assert!(err.contains("--duration"), "{err}");
+    }
+}

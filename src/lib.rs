@@ -1,0 +1,254 @@
+//! iperf3-monitor: one pass of measuring the network between every pair of nodes.
+//!
+//! The run is a pipeline, one module per stage:
+//! targets ([`targets`]) → plan ([`schedule`]) → measurements ([`measure`] through a
+//! [`runner`], parsed by [`iperf3`]) → samples ([`samples`]) → sinks ([`sinks`]).
+
+pub mod config;
+pub mod error;
+pub mod iperf3;
+pub mod measure;
+pub mod runner;
+pub mod samples;
+pub mod schedule;
+pub mod sinks;
+pub mod targets;
+
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use config::{Mode, Output, Protocol, RunConfig};
+use error::{Error, Result, exit_code};
+use measure::{Measure, Measurement};
+use runner::process::ProcessRunner;
+use samples::{RunFacts, Sample};
+use schedule::{Plan, Schedule, Topology};
+use sinks::remote_write::{Delivery, RemoteWriteSink};
+use targets::Node;
+
+/// The result of a run that measured.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub mode: Mode,
+    pub started_at_unix_seconds: f64,
+    pub duration_seconds: f64,
+    /// Node names; in star mode the source comes first.
+    pub nodes: Vec<String>,
+    pub protocols: Vec<Protocol>,
+    pub plan: Plan,
+    pub rounds_run: usize,
+    pub rounds_skipped: usize,
+    pub measurements: Vec<Measurement>,
+    pub deliveries: Vec<Delivery>,
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+}
+
+impl RunReport {
+    /// 0: all good; 1: some tests failed; 3: some samples were not delivered.
+    pub fn exit_code(&self) -> u8 {
+        if self.deliveries.iter().any(|d| !d.ok()) {
+            exit_code::DELIVERY
+        } else if self.measurements.iter().any(|m| m.failure().is_some()) {
+            exit_code::TESTS_FAILED
+        } else {
+            exit_code::OK
+        }
+    }
+}
+
+/// The plan of a run that was asked not to measure.
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    pub mode: Mode,
+    pub nodes: Vec<String>,
+    pub protocols: Vec<Protocol>,
+    pub rounds_per_protocol: usize,
+    pub tests_per_round: usize,
+    pub pairs_per_protocol: usize,
+    pub concurrency: usize,
+    pub budget_seconds: Option<u64>,
+    pub interval_seconds: u64,
+    pub plan: Plan,
+    #[serde(skip)]
+    schedule: Schedule,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Measured(Box<RunReport>),
+    Planned(Box<DryRun>),
+}
+
+impl RunOutcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunOutcome::Measured(report) => report.exit_code(),
+            RunOutcome::Planned(_) => exit_code::OK,
+        }
+    }
+
+    /// What goes to stdout.
+    pub fn render(&self, output: Output) -> String {
+        let json = |value: &dyn erased::Json| value.to_json();
+        match (self, output) {
+            (RunOutcome::Measured(report), Output::Table) => sinks::report::table(report),
+            (RunOutcome::Measured(report), Output::Json) => json(report.as_ref()),
+            (RunOutcome::Measured(report), Output::Prometheus) => sinks::report::exposition(&report.samples, true),
+            (RunOutcome::Planned(dry), Output::Json) => json(dry.as_ref()),
+            (RunOutcome::Planned(dry), _) => sinks::report::plan_text(dry, &dry.schedule, &dry.nodes),
+        }
+    }
+}
+
+mod erased {
+    /// Serialises a report for stdout.
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            match serde_json::to_string_pretty(self) {
+                Ok(mut text) => {
+                    text.push('\n');
+                    text
+                }
+                Err(e) => format!("{{\"error\": \"serialising the report: {e}\"}}\n"),
+            }
+        }
+    }
+}
+
+/// One pass: discover the nodes, plan the rounds, measure, build samples, deliver them.
+pub async fn run(config: RunConfig) -> Result<RunOutcome> {
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let discovered = targets::discover(&config).await?;
+    let (nodes, topology) = arrange(discovered, &config)?;
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let schedule = Schedule::new(topology, config.protocols.clone());
+    let round_estimate = schedule.round_estimate(config.test.duration, config.concurrency);
+    let unix_now = started_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let plan = Plan::new(&schedule, config.budget, round_estimate, schedule::run_index(unix_now, config.interval))
+        .map_err(|e| Error::config("--budget", e.to_string()))?;
+    tracing::info!(
+        nodes = nodes.len(),
+        mode = ?config.mode,
+        rounds = plan.rounds,
+        cycle_rounds = plan.cycle_rounds,
+        first_round = plan.first_round + 1,
+        estimate_seconds = plan.estimate().as_secs_f64(),
+        "planned the run"
+    );
+    if schedule.total_rounds() == 0 {
+        tracing::warn!("fewer than two nodes: there is no pair to measure");
+    }
+    if config.dry_run {
+        return Ok(RunOutcome::Planned(Box::new(DryRun {
+            mode: config.mode,
+            nodes: names,
+            protocols: config.protocols.clone(),
+            rounds_per_protocol: schedule.rounds_per_protocol(),
+            tests_per_round: schedule.tests_per_round(),
+            pairs_per_protocol: schedule.pairs_per_protocol(),
+            concurrency: config.concurrency,
+            budget_seconds: config.budget.map(|b| b.as_secs()),
+            interval_seconds: config.interval.as_secs(),
+            plan,
+            schedule,
+        })));
+    }
+    let sink = match &config.remote_write_url {
+        Some(url) => Some(RemoteWriteSink::new(url.clone(), config.push.clone()).map_err(|e| Error::config("--remote-write-url", e))?),
+        None => {
+            tracing::warn!("no --remote-write-url: the results are only printed");
+            None
+        }
+    };
+
+    let measure = Measure {
+        runner: &ProcessRunner,
+        nodes: &nodes,
+        settings: &config.test,
+        concurrency: config.concurrency,
+        deadline: config.budget.map(|b| started + b),
+    };
+    let measured = measure.run(&schedule, &plan, stop_on_signal()).await;
+
+    let facts = RunFacts {
+        started_at,
+        finished_at: SystemTime::now(),
+        nodes: nodes.len(),
+        protocols: config.protocols.clone(),
+        mesh_pairs_per_protocol: schedule.pairs_per_protocol(),
+        rounds_run: measured.rounds_run,
+        cycle_rounds: plan.cycle_rounds,
+        cycle_runs: plan.cycle_runs,
+    };
+    let samples = samples::build(&measured.measurements, &facts, config.cluster.as_deref());
+    let mut deliveries = Vec::new();
+    if let Some(sink) = sink {
+        let delivery = sink.push(&samples).await;
+        tracing::info!(url = %delivery.url, samples = delivery.samples, delivered = delivery.delivered_samples, requests = delivery.requests, "remote-write done");
+        deliveries.push(delivery);
+    }
+    Ok(RunOutcome::Measured(Box::new(RunReport {
+        mode: config.mode,
+        started_at_unix_seconds: unix_now as f64,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        nodes: names,
+        protocols: config.protocols,
+        plan,
+        rounds_run: measured.rounds_run,
+        rounds_skipped: measured.rounds_skipped,
+        measurements: measured.measurements,
+        deliveries,
+        samples,
+    })))
+}
+
+/// Orders the nodes for the schedule. Star mode puts the source (this process's node) first,
+/// running its clients locally, and measures every other node.
+fn arrange(mut nodes: Vec<Node>, config: &RunConfig) -> Result<(Vec<Node>, Topology)> {
+    match config.mode {
+        Mode::Mesh => {
+            let count = nodes.len();
+            Ok((nodes, Topology::Mesh { nodes: count }))
+        }
+        Mode::Star => {
+            let name = config.source_node.clone().ok_or_else(|| Error::config("--source-node", "star mode needs a source node"))?;
+            let source = match nodes.iter().position(|n| n.name == name) {
+                Some(i) => Node { client_command: Vec::new(), ..nodes.remove(i) },
+                // The job's node need not run a server; it is only the client.
+                None => Node { name, address: String::new(), port: 0, client_command: Vec::new() },
+            };
+            nodes.insert(0, source);
+            let count = nodes.len();
+            Ok((nodes, Topology::Star { nodes: count }))
+        }
+    }
+}
+
+/// A flag that turns true on SIGTERM or SIGINT, so a run killed by its deadline still delivers
+/// what it measured.
+fn stop_on_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::warn!("cannot listen for SIGTERM; a terminated run delivers nothing");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::warn!("SIGTERM: delivering what was measured so far"),
+            _ = int.recv() => tracing::warn!("SIGINT: delivering what was measured so far"),
+        }
+        let _ = tx.send(true);
+        // Keep the sender alive so receivers see the flag, not a closed channel.
+        std::future::pending::<()>().await;
+    });
+    rx
+}

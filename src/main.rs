@@ -1,0 +1,42 @@
+//! The `iperf3-monitor` binary: parse flags, set up logging, run one pass, exit with its code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use iperf3_monitor::config::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Run(args) = cli.command;
+    init_logging(args.log_format);
+    let output = args.output;
+    let config = match args.into_config(std::env::var("NODE_NAME").ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    match iperf3_monitor::run(config).await {
+        Ok(outcome) => {
+            print!("{}", outcome.render(output));
+            ExitCode::from(outcome.exit_code())
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Logs go to stderr; stdout is for the report.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,362 @@
+//! Drives a run's rounds through a client runner and records one [`Measurement`] per test.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::{Protocol, TestSettings};
+use crate::iperf3::{self, Failure, FailureReason, TestResult};
+use crate::runner::{ClientOutput, ClientRunner, MAX_OUTPUT_BYTES, RunError};
+use crate::schedule::{Pair, Plan, Round, Schedule};
+use crate::targets::Node;
+
+/// How often a test whose server is busy is tried again.
+const BUSY_RETRIES: u32 = 2;
+/// Wait before the first retry of a busy server; doubles each time.
+const BUSY_BACKOFF: Duration = Duration::from_secs(1);
+/// Most characters of a client's stderr kept in a failure's detail.
+const MAX_DETAIL_CHARS: usize = 500;
+
+/// One test's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measurement {
+    pub source: String,
+    pub destination: String,
+    pub protocol: Protocol,
+    /// When the test ended (the timestamp of its samples).
+    #[serde(rename = "finished_at_unix_seconds", serialize_with = "unix_seconds")]
+    pub finished_at: SystemTime,
+    /// Wall time of the test, retries included.
+    pub duration_seconds: f64,
+    /// Cycle index of the round the test ran in.
+    pub round: usize,
+    pub outcome: Outcome,
+}
+
+/// What came of a test.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success(TestResult),
+    Failure(Failure),
+}
+
+impl Measurement {
+    pub fn result(&self) -> Option<&TestResult> {
+        match &self.outcome {
+            Outcome::Success(result) => Some(result),
+            Outcome::Failure(_) => None,
+        }
+    }
+
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.outcome {
+            Outcome::Success(_) => None,
+            Outcome::Failure(failure) => Some(failure),
+        }
+    }
+}
+
+/// What the measuring stage did.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub measurements: Vec<Measurement>,
+    pub rounds_run: usize,
+    /// Planned rounds not run: the budget ran out, or the run was told to stop.
+    pub rounds_skipped: usize,
+}
+
+/// Everything the measuring stage needs besides the plan.
+#[derive(Debug)]
+pub struct Measure<'a, R> {
+    pub runner: &'a R,
+    /// The run's nodes; the schedule's indexes point here.
+    pub nodes: &'a [Node],
+    pub settings: &'a TestSettings,
+    pub concurrency: usize,
+    /// No round starts unless its estimate ends before this.
+    pub deadline: Option<Instant>,
+}
+
+impl<R: ClientRunner> Measure<'_, R> {
+    /// Runs the planned rounds one after the other. When `stop` turns true (SIGTERM), the
+    /// round in progress is abandoned (its clients killed) and what was measured is returned.
+    pub async fn run(&self, schedule: &Schedule, plan: &Plan, mut stop: watch::Receiver<bool>) -> Measured {
+        let mut measured = Measured::default();
+        for (i, round) in plan.rounds(schedule).enumerate() {
+            if *stop.borrow() {
+                tracing::warn!(rounds_left = plan.rounds - i, "stopping early: the run was told to stop");
+                measured.rounds_skipped = plan.rounds - i;
+                break;
+            }
+            if let Some(deadline) = self.deadline
+                && Instant::now() + plan.round_estimate > deadline
+            {
+                tracing::warn!(
+                    rounds_left = plan.rounds - i,
+                    "the run's budget is spent; the remaining rounds are skipped (raise --budget or lower --duration)"
+                );
+                measured.rounds_skipped = plan.rounds - i;
+                break;
+            }
+            let started = Instant::now();
+            let tests = tokio::select! {
+                tests = self.round(round) => tests,
+                _ = stop.wait_for(|stop| *stop) => {
+                    tracing::warn!(round = i + 1, "stopping early: the run was told to stop; tests in progress are abandoned");
+                    measured.rounds_skipped = plan.rounds - i;
+                    break;
+                }
+            };
+            let failed = tests.iter().filter(|m| m.failure().is_some()).count();
+            tracing::info!(
+                round = format!("{}/{}", i + 1, plan.rounds),
+                protocol = %round.protocol,
+                tests = tests.len(),
+                failed,
+                seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+                "round done"
+            );
+            measured.measurements.extend(tests);
+            measured.rounds_run += 1;
+        }
+        measured
+    }
+
+    async fn round(&self, round: Round) -> Vec<Measurement> {
+        futures::stream::iter(round.pairs())
+            .map(|pair| self.test(round, pair))
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    async fn test(&self, round: Round, pair: Pair) -> Measurement {
+        let source = &self.nodes[pair.source];
+        let destination = &self.nodes[pair.destination];
+        let argv = iperf3::client_argv(self.settings, round.protocol, &destination.address, destination.port);
+        let started = Instant::now();
+        let mut attempt = 0;
+        let outcome = loop {
+            let outcome = match self.runner.run(source, &argv, self.settings.timeout).await {
+                Ok(output) => judge(round.protocol, &output),
+                Err(RunError::Timeout(_)) => Err(Failure::new(
+                    FailureReason::Timeout,
+                    format!("no result within --test-timeout {}s; the client was killed", self.settings.timeout.as_secs()),
+                )),
+                Err(RunError::Spawn(message)) => Err(Failure::new(FailureReason::Spawn, message)),
+            };
+            match outcome {
+                Err(failure) if failure.reason == FailureReason::Busy && attempt < BUSY_RETRIES => {
+                    tokio::time::sleep(BUSY_BACKOFF * 2u32.pow(attempt)).await;
+                    attempt += 1;
+                }
+                outcome => break outcome,
+            }
+        };
+        let measurement = Measurement {
+            source: source.name.clone(),
+            destination: destination.name.clone(),
+            protocol: round.protocol,
+            finished_at: SystemTime::now(),
+            duration_seconds: started.elapsed().as_secs_f64(),
+            round: round.index,
+            outcome: match outcome {
+                Ok(result) => Outcome::Success(result),
+                Err(failure) => Outcome::Failure(failure),
+            },
+        };
+        match &measurement.outcome {
+            Outcome::Success(result) => tracing::debug!(
+                source = %measurement.source,
+                destination = %measurement.destination,
+                protocol = %measurement.protocol,
+                received_bits_per_second = result.received_bytes_per_second() * 8.0,
+                "test done"
+            ),
+            Outcome::Failure(failure) => tracing::warn!(
+                source = %measurement.source,
+                destination = %measurement.destination,
+                protocol = %measurement.protocol,
+                reason = %failure.reason,
+                detail = %failure.detail,
+                "test failed"
+            ),
+        }
+        measurement
+    }
+}
+
+/// Turns a finished client's output into a result; the JSON decides, the exit code confirms.
+fn judge(protocol: Protocol, output: &ClientOutput) -> Result<TestResult, Failure> {
+    if output.truncated {
+        return Err(Failure::new(
+            FailureReason::Parse,
+            format!("the client printed more than {} MiB; that is not an iperf3 report", MAX_OUTPUT_BYTES >> 20),
+        ));
+    }
+    let stderr = || {
+        let text = String::from_utf8_lossy(&output.stderr);
+        let text = text.trim();
+        text.chars().take(MAX_DETAIL_CHARS).collect::<String>()
+    };
+    if output.stdout.iter().all(u8::is_ascii_whitespace) {
+        // Nothing from iperf3: the node's command prefix failed, or iperf3 is missing there.
+        let reason = match output.exit_code {
+            Some(126 | 127) => FailureReason::Spawn,
+            _ => FailureReason::Error,
+        };
+        let code = output.exit_code.map_or("a signal".to_string(), |c| format!("exit code {c}"));
+        return Err(Failure::new(reason, format!("the client printed no report ({code}): {}", stderr())));
+    }
+    let result = iperf3::parse(protocol, &output.stdout)?;
+    match output.exit_code {
+        Some(0) => Ok(result),
+        code => Err(Failure::new(
+            FailureReason::Error,
+            format!("the client's report looks complete but it ended with {code:?}: {}", stderr()),
+        )),
+    }
+}
+
+fn unix_seconds<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::schedule::Topology;
+
+    /// A scripted runner: answers per destination address, records what ran where.
+    #[derive(Default)]
+    struct FakeRunner {
+        answers: HashMap<String, Vec<Result<ClientOutput, &'static str>>>,
+        calls: Mutex<Vec<(String, Vec<String>)>>,
+    }
+
+    const TCP_OK: &str = r#"{"end":{"streams":[],"sum_sent":{"bits_per_second":8e6,"retransmits":0},"sum_received":{"bits_per_second":8e6}}}"#;
+
+    fn output(json: &str, code: i32) -> ClientOutput {
+        ClientOutput { exit_code: Some(code), stdout: json.as_bytes().to_vec(), stderr: b"stderr text".to_vec(), truncated: false }
+    }
+
+    impl ClientRunner for FakeRunner {
+        async fn run(&self, node: &Node, argv: &[String], timeout: Duration) -> Result<ClientOutput, RunError> {
+            let address = argv[2].clone();
+            let call = {
+                let mut calls = self.calls.lock().unwrap();
+                calls.push((node.name.clone(), argv.to_vec()));
+                calls.iter().filter(|(_, a)| a[2] == address).count() - 1
+            };
+            match self.answers.get(&address).and_then(|a| a.get(call).or(a.last())) {
+                None => Ok(output(TCP_OK, 0)),
+                Some(Ok(out)) => Ok(out.clone()),
+                Some(Err("timeout")) => Err(RunError::Timeout(timeout)),
+                Some(Err(other)) => Err(RunError::Spawn(other.to_string())),
+            }
+        }
+    }
+
+    fn nodes(n: usize) -> Vec<Node> {
+        (0..n)
+            .map(|i| Node { name: format!("n{i}"), address: format!("a{i}"), port: 5201, client_command: vec![] })
+            .collect()
+    }
+
+    fn settings() -> TestSettings {
+        TestSettings {
+            iperf3: "iperf3".into(),
+            duration: Duration::from_secs(1),
+            udp_bitrate: "1M".into(),
+            parallel: 1,
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    async fn measure(runner: &FakeRunner, n: usize) -> Measured {
+        let nodes = nodes(n);
+        let settings = settings();
+        let schedule = Schedule::new(Topology::Mesh { nodes: n }, vec![Protocol::Tcp]);
+        let plan = Plan::new(&schedule, None, Duration::from_secs(2), 0).unwrap();
+        let (_tx, stop) = watch::channel(false);
+        let measure = Measure { runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
+        measure.run(&schedule, &plan, stop).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_pair_runs_on_its_source_node() {
+        let runner = FakeRunner::default();
+        let measured = measure(&runner, 4).await;
+        assert_eq!(measured.rounds_run, 3);
+        assert_eq!(measured.measurements.len(), 12);
+        let calls = runner.calls.lock().unwrap();
+        for (node, argv) in calls.iter() {
+            assert_ne!(format!("a{}", &node[1..]), argv[2], "{node} measured itself");
+        }
+        let m = &measured.measurements[0];
+        assert_eq!(m.result().unwrap().received_bytes_per_second(), 1e6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_keep_their_reason_and_other_pairs_are_measured() {
+        let mut runner = FakeRunner::default();
+        let refused = r#"{"end":{},"error":"unable to connect to server: Connection refused"}"#;
+        runner.answers.insert("a1".into(), vec![Ok(output(refused, 0))]);
+        runner.answers.insert("a2".into(), vec![Err("timeout")]);
+        runner.answers.insert("a3".into(), vec![Ok(output("", 127))]);
+        let measured = measure(&runner, 5).await;
+        let reason = |dst: &str| {
+            let reasons: Vec<_> =
+                measured.measurements.iter().filter(|m| m.destination == dst).map(|m| m.failure().map(|f| f.reason)).collect();
+            assert_eq!(reasons.len(), 4);
+            reasons[0]
+        };
+        assert_eq!(reason("n1"), Some(FailureReason::Refused));
+        assert_eq!(reason("n2"), Some(FailureReason::Timeout));
+        assert_eq!(reason("n3"), Some(FailureReason::Spawn));
+        assert_eq!(reason("n4"), None);
+        assert_eq!(reason("n0"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_server_is_retried_a_bounded_number_of_times() {
+        let busy = r#"{"end":{},"error":"the server is busy running a test. try again later"}"#;
+        let mut runner = FakeRunner::default();
+        runner.answers.insert("a1".into(), vec![Ok(output(busy, 1)), Ok(output(TCP_OK, 0))]);
+        runner.answers.insert("a0".into(), vec![Ok(output(busy, 1))]);
+        let measured = measure(&runner, 2).await;
+        let to = |dst: &str| measured.measurements.iter().find(|m| m.destination == dst).unwrap();
+        assert!(to("n1").result().is_some(), "{:?}", to("n1"));
+        assert_eq!(to("n0").failure().unwrap().reason, FailureReason::Busy);
+        let calls = runner.calls.lock().unwrap();
+        assert_eq!(calls.iter().filter(|(_, a)| a[2] == "a0").count(), 1 + BUSY_RETRIES as usize);
+        assert_eq!(calls.iter().filter(|(_, a)| a[2] == "a1").count(), 2);
+    }
+
+    #[test]
+    fn a_report_with_a_failing_exit_code_is_not_trusted() {
+        let failure = judge(Protocol::Tcp, &output(TCP_OK, 1)).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::Error);
+        assert!(failure.detail.contains("stderr text"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_request_ends_the_run_between_rounds() {
+        let runner = FakeRunner::default();
+        let nodes = nodes(4);
+        let settings = settings();
+        let schedule = Schedule::new(Topology::Mesh { nodes: 4 }, vec![Protocol::Tcp]);
+        let plan = Plan::new(&schedule, None, Duration::from_secs(2), 0).unwrap();
+        let (tx, stop) = watch::channel(false);
+        tx.send(true).unwrap();
+        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
+        let measured = measure.run(&schedule, &plan, stop).await;
+        assert_eq!((measured.rounds_run, measured.rounds_skipped), (0, 3));
+    }
+}

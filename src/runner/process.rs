@@ -1,0 +1,134 @@
+//! Runs clients as local processes, behind the node's `client_command` prefix (`ssh`,
+//! `ip netns exec`, ...). Argv only, never a shell.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use super::{ClientOutput, ClientRunner, MAX_OUTPUT_BYTES, RunError};
+use crate::targets::Node;
+
+/// Starts each client as a child process of this one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessRunner;
+
+impl ClientRunner for ProcessRunner {
+    async fn run(&self, node: &Node, argv: &[String], timeout: Duration) -> Result<ClientOutput, RunError> {
+        let mut full = node.client_command.iter().chain(argv);
+        let program = full.next().ok_or_else(|| RunError::Spawn("empty command".into()))?;
+        let mut command = Command::new(program);
+        command
+            .args(full)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // A group of its own, so a timeout kills the client's children too.
+            .process_group(0);
+        let mut child = command.spawn().map_err(|e| RunError::Spawn(format!("{program}: {e}")))?;
+        let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let finished = async {
+            let (stdout, stderr, status) = tokio::join!(read_capped(stdout), read_capped(stderr), child.wait());
+            (stdout, stderr, status)
+        };
+        match tokio::time::timeout(timeout, finished).await {
+            Ok(((stdout, truncated), (stderr, _), status)) => {
+                let status = status.map_err(|e| RunError::Spawn(format!("waiting for {program}: {e}")))?;
+                Ok(ClientOutput { exit_code: status.code(), stdout, stderr, truncated })
+            }
+            Err(_) => {
+                if let Some(group) = group {
+                    // The group may already be gone; nothing more to do then.
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                Err(RunError::Timeout(timeout))
+            }
+        }
+    }
+}
+
+/// Reads a pipe to its end, keeping at most [`MAX_OUTPUT_BYTES`].
+async fn read_capped(pipe: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
+    let Some(mut pipe) = pipe else { return (Vec::new(), false) };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let mut truncated = false;
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = MAX_OUTPUT_BYTES - kept.len();
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                truncated |= n > room;
+            }
+        }
+    }
+    (kept, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(prefix: &[&str]) -> Node {
+        Node {
+            name: "n".into(),
+            address: "127.0.0.1".into(),
+            port: 5201,
+            client_command: prefix.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn runs_argv_behind_the_prefix_without_a_shell() {
+        let out = ProcessRunner
+            .run(&node(&["env"]), &argv(&["printf", "%s", "$(echo no shell);"]), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, b"$(echo no shell);");
+        assert_eq!(out.exit_code, Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_client_and_its_children() {
+        // A sleep length unique to this test process, to find what is left running.
+        let marker = format!("sleep 31.{}", std::process::id());
+        let started = std::time::Instant::now();
+        // sh is only the program under test here: it starts a grandchild that would outlive it.
+        let err = ProcessRunner
+            .run(&node(&[]), &argv(&["sh", "-c", &format!("{marker} & {marker}")]), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RunError::Timeout(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ps = std::process::Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+        assert!(ps.stdout.is_empty(), "left running: {}", String::from_utf8_lossy(&ps.stdout));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_spawn_error() {
+        let err = ProcessRunner.run(&node(&[]), &argv(&["/nonexistent/iperf3"]), Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, RunError::Spawn(ref m) if m.contains("/nonexistent/iperf3")), "{err}");
+    }
+
+    #[tokio::test]
+    async fn huge_output_is_capped() {
+        let out = ProcessRunner
+            .run(&node(&[]), &argv(&["head", "-c", "10000000", "/dev/zero"]), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout.len(), MAX_OUTPUT_BYTES);
+        assert!(out.truncated);
+    }
+}

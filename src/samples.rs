@@ -1,0 +1,280 @@
+//! Measurements → metric samples: names, labels and timestamps. Pure.
+//!
+//! One sample per measured value, timestamped with the test's end time; run-level samples carry
+//! the run's end time. Names follow the Prometheus rules: base units, no `_total` on gauges.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+use crate::config::Protocol;
+use crate::iperf3::TestResult;
+use crate::measure::Measurement;
+
+/// A metric's name and help text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+macro_rules! metrics {
+    ($($ident:ident = $name:literal, $help:literal;)*) => {
+        $(pub const $ident: Metric = Metric { name: $name, help: $help };)*
+        /// Every metric the job writes.
+        pub const ALL_METRICS: &[Metric] = &[$($ident),*];
+    };
+}
+
+metrics! {
+    SENT_BYTES_PER_SECOND = "iperf3_sent_bytes_per_second", "Throughput the iperf3 client sent, in bytes per second.";
+    RECEIVED_BYTES_PER_SECOND = "iperf3_received_bytes_per_second", "Throughput the iperf3 server received, in bytes per second.";
+    RETRANSMITS = "iperf3_retransmits", "TCP retransmits of the sender during the test.";
+    RTT_SECONDS = "iperf3_rtt_seconds", "Mean round-trip time of the sender's TCP streams, in seconds.";
+    JITTER_SECONDS = "iperf3_jitter_seconds", "UDP jitter seen by the receiver, in seconds.";
+    LOST_PACKETS = "iperf3_lost_packets", "UDP packets lost during the test.";
+    PACKETS = "iperf3_packets", "UDP packets sent during the test.";
+    LOSS_RATIO = "iperf3_loss_ratio", "Share of UDP packets lost during the test (0 to 1).";
+    SENDER_CPU = "iperf3_sender_cpu_utilization_ratio", "CPU utilisation of the iperf3 sender during the test (0 to 1 per core).";
+    RECEIVER_CPU = "iperf3_receiver_cpu_utilization_ratio", "CPU utilisation of the iperf3 receiver during the test (0 to 1 per core).";
+    TEST_SUCCESS = "iperf3_test_success", "1 if the test succeeded, 0 if it failed.";
+    TEST_FAILURE = "iperf3_test_failure", "1 for a failed test, with its reason as a label (refused, timeout, busy, unreachable, auth, parse, spawn, error).";
+    TEST_DURATION_SECONDS = "iperf3_test_duration_seconds", "Wall time of the test, retries included, in seconds.";
+    TEST_TIMESTAMP_SECONDS = "iperf3_test_timestamp_seconds", "When the test ended, in seconds since the Unix epoch.";
+    LAST_RUN_TIMESTAMP_SECONDS = "iperf3_monitor_last_run_timestamp_seconds", "When the last run ended, in seconds since the Unix epoch.";
+    RUN_DURATION_SECONDS = "iperf3_monitor_run_duration_seconds", "Wall time of the last run, in seconds.";
+    RUN_TESTS = "iperf3_monitor_run_tests", "Tests of the last run, by result (success, failure).";
+    RUN_PAIRS_COVERED = "iperf3_monitor_run_pairs_covered", "Directed pairs measured successfully in the last run, by protocol.";
+    MESH_PAIRS = "iperf3_monitor_mesh_pairs", "Directed pairs in the full mesh (or star), by protocol.";
+    NODES = "iperf3_monitor_nodes", "Nodes with an iperf3 server found by the last run.";
+    RUN_ROUNDS = "iperf3_monitor_run_rounds", "Rounds measured by the last run.";
+    CYCLE_ROUNDS = "iperf3_monitor_cycle_rounds", "Rounds in a full cycle over every pair and protocol.";
+    CYCLE_RUNS = "iperf3_monitor_cycle_runs", "Consecutive runs needed to measure every pair once.";
+}
+
+/// One sample of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub metric: Metric,
+    /// Label names and values, sorted by name; `__name__` is not among them.
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
+/// What the run-level samples describe.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub started_at: SystemTime,
+    pub finished_at: SystemTime,
+    pub nodes: usize,
+    pub protocols: Vec<Protocol>,
+    pub mesh_pairs_per_protocol: usize,
+    pub rounds_run: usize,
+    pub cycle_rounds: usize,
+    pub cycle_runs: usize,
+}
+
+/// Builds every sample of a run: per-measurement samples, then run-level samples.
+pub fn build(measurements: &[Measurement], run: &RunFacts, cluster: Option<&str>) -> Vec<Sample> {
+    let mut samples = Vec::with_capacity(measurements.len() * 10 + 16);
+    for m in measurements {
+        pair_samples(m, cluster, &mut samples);
+    }
+    run_samples(measurements, run, cluster, &mut samples);
+    samples
+}
+
+fn pair_samples(m: &Measurement, cluster: Option<&str>, out: &mut Vec<Sample>) {
+    let ts = timestamp_ms(m.finished_at);
+    let mut labels = vec![
+        ("destination_node", m.destination.clone()),
+        ("protocol", m.protocol.as_str().to_string()),
+        ("source_node", m.source.clone()),
+    ];
+    if let Some(cluster) = cluster {
+        labels.push(("cluster", cluster.to_string()));
+    }
+    labels.sort_by_key(|(name, _)| *name);
+    let mut push = |metric: Metric, value: f64| {
+        out.push(Sample { metric, labels: labels.clone(), value, timestamp_ms: ts });
+    };
+    push(TEST_SUCCESS, if m.result().is_some() { 1.0 } else { 0.0 });
+    push(TEST_DURATION_SECONDS, m.duration_seconds);
+    push(TEST_TIMESTAMP_SECONDS, ts as f64 / 1000.0);
+    let (sender_cpu, receiver_cpu) = match m.result() {
+        None => (None, None),
+        Some(TestResult::Tcp(r)) => {
+            push(SENT_BYTES_PER_SECOND, r.sent_bytes_per_second);
+            push(RECEIVED_BYTES_PER_SECOND, r.received_bytes_per_second);
+            if let Some(retransmits) = r.retransmits {
+                push(RETRANSMITS, retransmits as f64);
+            }
+            if let Some(rtt) = r.rtt_seconds {
+                push(RTT_SECONDS, rtt);
+            }
+            (r.sender_cpu_utilization_ratio, r.receiver_cpu_utilization_ratio)
+        }
+        Some(TestResult::Udp(r)) => {
+            push(SENT_BYTES_PER_SECOND, r.sent_bytes_per_second);
+            push(RECEIVED_BYTES_PER_SECOND, r.received_bytes_per_second);
+            push(JITTER_SECONDS, r.jitter_seconds);
+            push(LOST_PACKETS, r.lost_packets as f64);
+            push(PACKETS, r.packets as f64);
+            push(LOSS_RATIO, r.loss_ratio);
+            (r.sender_cpu_utilization_ratio, r.receiver_cpu_utilization_ratio)
+        }
+    };
+    if let Some(cpu) = sender_cpu {
+        push(SENDER_CPU, cpu);
+    }
+    if let Some(cpu) = receiver_cpu {
+        push(RECEIVER_CPU, cpu);
+    }
+    if let Some(failure) = m.failure() {
+        let mut labels = labels.clone();
+        labels.push(("reason", failure.reason.as_str().to_string()));
+        labels.sort_by_key(|(name, _)| *name);
+        out.push(Sample { metric: TEST_FAILURE, labels, value: 1.0, timestamp_ms: ts });
+    }
+}
+
+fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&str>, out: &mut Vec<Sample>) {
+    let ts = timestamp_ms(run.finished_at);
+    let base: Vec<(&'static str, String)> = cluster.map(|c| ("cluster", c.to_string())).into_iter().collect();
+    let mut push = |metric: Metric, extra: Option<(&'static str, String)>, value: f64| {
+        let mut labels = base.clone();
+        labels.extend(extra);
+        labels.sort_by_key(|(name, _)| *name);
+        out.push(Sample { metric, labels, value, timestamp_ms: ts });
+    };
+    let run_seconds = run.finished_at.duration_since(run.started_at).map_or(0.0, |d| d.as_secs_f64());
+    push(LAST_RUN_TIMESTAMP_SECONDS, None, ts as f64 / 1000.0);
+    push(RUN_DURATION_SECONDS, None, run_seconds);
+    let succeeded = measurements.iter().filter(|m| m.result().is_some()).count();
+    push(RUN_TESTS, Some(("result", "success".into())), succeeded as f64);
+    push(RUN_TESTS, Some(("result", "failure".into())), (measurements.len() - succeeded) as f64);
+    let mut covered: BTreeMap<Protocol, BTreeSet<(&str, &str)>> = BTreeMap::new();
+    for m in measurements.iter().filter(|m| m.result().is_some()) {
+        covered.entry(m.protocol).or_default().insert((&m.source, &m.destination));
+    }
+    for protocol in &run.protocols {
+        let label = Some(("protocol", protocol.as_str().to_string()));
+        push(RUN_PAIRS_COVERED, label.clone(), covered.get(protocol).map_or(0, BTreeSet::len) as f64);
+        push(MESH_PAIRS, label, run.mesh_pairs_per_protocol as f64);
+    }
+    push(NODES, None, run.nodes as f64);
+    push(RUN_ROUNDS, None, run.rounds_run as f64);
+    push(CYCLE_ROUNDS, None, run.cycle_rounds as f64);
+    push(CYCLE_RUNS, None, run.cycle_runs as f64);
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn timestamp_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::iperf3::{Failure, FailureReason, TcpResult, UdpResult};
+    use crate::measure::Outcome;
+
+    fn at(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    fn measurement(protocol: Protocol, outcome: Outcome) -> Measurement {
+        Measurement {
+            source: "n1".into(),
+            destination: "n2".into(),
+            protocol,
+            finished_at: at(1_700_000_000_123),
+            duration_seconds: 5.2,
+            round: 0,
+            outcome,
+        }
+    }
+
+    fn facts() -> RunFacts {
+        RunFacts {
+            started_at: at(1_700_000_000_000),
+            finished_at: at(1_700_000_010_500),
+            nodes: 2,
+            protocols: vec![Protocol::Tcp, Protocol::Udp],
+            mesh_pairs_per_protocol: 2,
+            rounds_run: 2,
+            cycle_rounds: 2,
+            cycle_runs: 1,
+        }
+    }
+
+    fn find<'a>(samples: &'a [Sample], name: &str) -> Vec<&'a Sample> {
+        samples.iter().filter(|s| s.metric.name == name).collect()
+    }
+
+    #[test]
+    fn tcp_and_udp_samples_with_sorted_labels_and_the_test_end_time() {
+        let tcp = measurement(
+            Protocol::Tcp,
+            Outcome::Success(TestResult::Tcp(TcpResult {
+                sent_bytes_per_second: 100.0,
+                received_bytes_per_second: 99.0,
+                retransmits: Some(4),
+                rtt_seconds: Some(0.001),
+                sender_cpu_utilization_ratio: Some(0.5),
+                receiver_cpu_utilization_ratio: None,
+            })),
+        );
+        let udp = measurement(
+            Protocol::Udp,
+            Outcome::Success(TestResult::Udp(UdpResult {
+                sent_bytes_per_second: 10.0,
+                received_bytes_per_second: 9.0,
+                jitter_seconds: 0.002,
+                lost_packets: 1,
+                packets: 10,
+                loss_ratio: 0.1,
+                sender_cpu_utilization_ratio: None,
+                receiver_cpu_utilization_ratio: None,
+            })),
+        );
+        let samples = build(&[tcp, udp], &facts(), Some("lab"));
+        let received = find(&samples, "iperf3_received_bytes_per_second");
+        assert_eq!(received.len(), 2);
+        assert_eq!(received[0].value, 99.0);
+        assert_eq!(received[0].timestamp_ms, 1_700_000_000_123);
+        let names: Vec<&str> = received[0].labels.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["cluster", "destination_node", "protocol", "source_node"]);
+        assert_eq!(find(&samples, "iperf3_retransmits")[0].value, 4.0);
+        assert_eq!(find(&samples, "iperf3_loss_ratio")[0].value, 0.1);
+        assert_eq!(find(&samples, "iperf3_jitter_seconds")[0].value, 0.002);
+        assert_eq!(find(&samples, "iperf3_test_timestamp_seconds")[0].value, 1_700_000_000.123);
+        assert!(find(&samples, "iperf3_test_failure").is_empty());
+        assert_eq!(find(&samples, "iperf3_monitor_run_pairs_covered").iter().map(|s| s.value).collect::<Vec<_>>(), [1.0, 1.0]);
+        assert_eq!(find(&samples, "iperf3_monitor_run_duration_seconds")[0].value, 10.5);
+    }
+
+    #[test]
+    fn a_failure_has_success_zero_and_a_bounded_reason() {
+        let failed = measurement(Protocol::Tcp, Outcome::Failure(Failure::new(FailureReason::Refused, "Connection refused")));
+        let samples = build(&[failed], &facts(), None);
+        assert_eq!(find(&samples, "iperf3_test_success")[0].value, 0.0);
+        assert!(find(&samples, "iperf3_received_bytes_per_second").is_empty());
+        let failure = find(&samples, "iperf3_test_failure");
+        assert!(failure[0].labels.contains(&("reason", "refused".to_string())), "{:?}", failure[0].labels);
+        let tests = find(&samples, "iperf3_monitor_run_tests");
+        assert_eq!(tests.iter().map(|s| (s.labels[0].1.as_str(), s.value)).collect::<Vec<_>>(), [("success", 0.0), ("failure", 1.0)]);
+        assert!(samples.iter().all(|s| s.labels.iter().all(|(n, _)| *n != "cluster")));
+    }
+
+    #[test]
+    fn metric_names_follow_the_prometheus_rules() {
+        for metric in ALL_METRICS {
+            assert!(metric.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{}", metric.name);
+            assert!(!metric.name.ends_with("_total"), "{}: a gauge", metric.name);
+            assert!(!metric.help.is_empty());
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Which tests run together: rounds in which no node sends more than one test and no node
+//! receives more than one test, and the rotation of rounds across runs when a run's budget
+//! cannot hold the whole mesh. Pure: nodes are indexes, nothing here runs anything.
+//!
+//! The mesh of N nodes has N(N-1) directed pairs and every node must send N-1 times, so N-1
+//! rounds per protocol is the lower bound. Round k (1 ≤ k < N) pairs every node i with
+//! (i + k) mod N: each node sends once and receives once, and the N-1 rounds cover every
+//! ordered pair exactly once, for odd and even N alike. Rounds are computed on demand, so a
+//! 5,000-node plan allocates nothing per pair.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Protocol;
+
+/// Time a test needs beyond its duration (process start, connection, parameter exchange,
+/// results), used to estimate how many rounds fit in a budget.
+pub const TEST_OVERHEAD: Duration = Duration::from_secs(1);
+
+/// One test: indexes into the run's node list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pair {
+    pub source: usize,
+    pub destination: usize,
+}
+
+/// The shape of the tests of one protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// Every ordered pair of `nodes` nodes.
+    Mesh { nodes: usize },
+    /// Node 0 is the only client; it sends to every other of `nodes` nodes.
+    Star { nodes: usize },
+}
+
+/// The full cycle of rounds: every protocol's rounds, one protocol after the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    topology: Topology,
+    protocols: Vec<Protocol>,
+}
+
+/// One round: tests that can run at the same time without sharing a node's direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Position in the cycle, `0..Schedule::total_rounds()`.
+    pub index: usize,
+    pub protocol: Protocol,
+    topology: Topology,
+    /// 1-based offset of this round within its protocol.
+    offset: usize,
+}
+
+impl Schedule {
+    pub fn new(topology: Topology, protocols: Vec<Protocol>) -> Self {
+        Schedule { topology, protocols }
+    }
+
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    pub fn protocols(&self) -> &[Protocol] {
+        &self.protocols
+    }
+
+    fn nodes(&self) -> usize {
+        match self.topology {
+            Topology::Mesh { nodes } | Topology::Star { nodes } => nodes,
+        }
+    }
+
+    /// Rounds per protocol: N-1, the lower bound, in both topologies.
+    pub fn rounds_per_protocol(&self) -> usize {
+        self.nodes().saturating_sub(1)
+    }
+
+    /// Rounds in the whole cycle (all protocols).
+    pub fn total_rounds(&self) -> usize {
+        self.rounds_per_protocol() * self.protocols.len()
+    }
+
+    /// Directed pairs a protocol covers in one cycle.
+    pub fn pairs_per_protocol(&self) -> usize {
+        match self.topology {
+            Topology::Mesh { nodes } => nodes * nodes.saturating_sub(1),
+            Topology::Star { nodes } => nodes.saturating_sub(1),
+        }
+    }
+
+    /// Tests in every round.
+    pub fn tests_per_round(&self) -> usize {
+        match self.topology {
+            Topology::Mesh { nodes } if nodes >= 2 => nodes,
+            Topology::Mesh { .. } => 0,
+            Topology::Star { .. } => 1,
+        }
+    }
+
+    /// The round at `index` of the cycle (taken modulo the cycle length).
+    pub fn round(&self, index: usize) -> Option<Round> {
+        let per_protocol = self.rounds_per_protocol();
+        if per_protocol == 0 {
+            return None;
+        }
+        let index = index % self.total_rounds();
+        Some(Round {
+            index,
+            protocol: self.protocols[index / per_protocol],
+            topology: self.topology,
+            offset: index % per_protocol + 1,
+        })
+    }
+
+    /// Estimated wall time of one round when at most `concurrency` tests run at once.
+    pub fn round_estimate(&self, test_duration: Duration, concurrency: usize) -> Duration {
+        let waves = self.tests_per_round().div_ceil(concurrency.max(1)).max(1);
+        (test_duration + TEST_OVERHEAD) * u32::try_from(waves).unwrap_or(u32::MAX)
+    }
+}
+
+impl Round {
+    /// The tests of this round, generated lazily.
+    pub fn pairs(&self) -> impl Iterator<Item = Pair> + '_ {
+        let (nodes, star) = match self.topology {
+            Topology::Mesh { nodes } => (nodes, false),
+            Topology::Star { nodes } => (nodes, true),
+        };
+        let offset = self.offset;
+        let sources = if star { 0..1 } else { 0..nodes };
+        sources.map(move |source| Pair { source, destination: (source + offset) % nodes })
+    }
+}
+
+/// Which rounds of the cycle one run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Cycle index of the first round this run measures.
+    pub first_round: usize,
+    /// Rounds this run measures.
+    pub rounds: usize,
+    /// Rounds in the full cycle (all protocols).
+    pub cycle_rounds: usize,
+    /// Consecutive runs needed to measure every pair once.
+    pub cycle_runs: usize,
+    /// Estimated wall time of one round.
+    #[serde(rename = "round_estimate_seconds", serialize_with = "as_seconds")]
+    pub round_estimate: Duration,
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("a budget of {budget_seconds}s is shorter than one round (about {round_seconds}s): raise --budget, lower --duration or raise --concurrency")]
+    BudgetBelowOneRound { budget_seconds: u64, round_seconds: u64 },
+}
+
+impl Plan {
+    /// Plans the run with index `run_index` (consecutive runs have consecutive indexes): as many
+    /// whole rounds as fit in `budget`, continuing where the previous run stopped, so that
+    /// `cycle_runs` consecutive runs cover every pair.
+    pub fn new(
+        schedule: &Schedule,
+        budget: Option<Duration>,
+        round_estimate: Duration,
+        run_index: u64,
+    ) -> Result<Plan, PlanError> {
+        let cycle_rounds = schedule.total_rounds();
+        let fit = match budget {
+            None => cycle_rounds,
+            Some(budget) => {
+                let fit = (budget.as_secs_f64() / round_estimate.as_secs_f64().max(1e-3)).floor() as usize;
+                if fit == 0 && cycle_rounds > 0 {
+                    return Err(PlanError::BudgetBelowOneRound {
+                        budget_seconds: budget.as_secs(),
+                        round_seconds: round_estimate.as_secs_f64().ceil() as u64,
+                    });
+                }
+                fit.min(cycle_rounds)
+            }
+        };
+        if fit == 0 {
+            return Ok(Plan { first_round: 0, rounds: 0, cycle_rounds, cycle_runs: 1, round_estimate });
+        }
+        let cycle_runs = cycle_rounds.div_ceil(fit);
+        let first_round = if fit == cycle_rounds {
+            0
+        } else {
+            // Run k measures rounds [k·fit, (k+1)·fit) modulo the cycle.
+            ((u128::from(run_index) * fit as u128) % cycle_rounds as u128) as usize
+        };
+        Ok(Plan { first_round, rounds: fit, cycle_rounds, cycle_runs, round_estimate })
+    }
+
+    /// The rounds of this run, in order.
+    pub fn rounds<'a>(&self, schedule: &'a Schedule) -> impl Iterator<Item = Round> + 'a {
+        let first = self.first_round;
+        (0..self.rounds).filter_map(move |i| schedule.round(first + i))
+    }
+
+    /// Estimated wall time of the whole run.
+    pub fn estimate(&self) -> Duration {
+        self.round_estimate * u32::try_from(self.rounds).unwrap_or(u32::MAX)
+    }
+}
+
+/// The index of the run that starts at `unix_seconds` when runs start every `interval`:
+/// the nearest interval slot, so a CronJob that starts a few seconds late keeps its place.
+pub fn run_index(unix_seconds: u64, interval: Duration) -> u64 {
+    let interval = interval.as_secs().max(1);
+    (unix_seconds + interval / 2) / interval
+}
+
+fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    const BOTH: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
+
+    #[test]
+    fn mesh_reaches_the_lower_bound_and_covers_every_pair_once_for_n_1_to_60() {
+        for n in 1..=60 {
+            let schedule = Schedule::new(Topology::Mesh { nodes: n }, BOTH.to_vec());
+            assert_eq!(schedule.rounds_per_protocol(), n.saturating_sub(1), "n={n}");
+            for protocol in BOTH {
+                let mut seen = HashSet::new();
+                for round in (0..schedule.total_rounds()).filter_map(|i| schedule.round(i)) {
+                    if round.protocol != protocol {
+                        continue;
+                    }
+                    let mut senders = HashSet::new();
+                    let mut receivers = HashSet::new();
+                    for pair in round.pairs() {
+                        assert_ne!(pair.source, pair.destination, "n={n}: self test");
+                        assert!(pair.source < n && pair.destination < n);
+                        assert!(senders.insert(pair.source), "n={n}: node {} sends twice", pair.source);
+                        assert!(receivers.insert(pair.destination), "n={n}: node {} receives twice", pair.destination);
+                        assert!(seen.insert(pair), "n={n}: {pair:?} measured twice");
+                    }
+                }
+                assert_eq!(seen.len(), n * n.saturating_sub(1), "n={n}: pairs missing");
+            }
+        }
+    }
+
+    #[test]
+    fn star_sends_from_node_zero_to_every_other_node_one_at_a_time() {
+        let schedule = Schedule::new(Topology::Star { nodes: 5 }, vec![Protocol::Tcp]);
+        let pairs: Vec<Pair> = (0..schedule.total_rounds())
+            .filter_map(|i| schedule.round(i))
+            .flat_map(|r| r.pairs().collect::<Vec<_>>())
+            .collect();
+        let destinations: Vec<usize> = pairs.iter().map(|p| p.destination).collect();
+        assert!(pairs.iter().all(|p| p.source == 0));
+        assert_eq!(destinations, [1, 2, 3, 4]);
+        assert_eq!(schedule.tests_per_round(), 1);
+    }
+
+    #[test]
+    fn protocols_follow_each_other() {
+        let schedule = Schedule::new(Topology::Mesh { nodes: 3 }, BOTH.to_vec());
+        let protocols: Vec<Protocol> = (0..4).filter_map(|i| schedule.round(i)).map(|r| r.protocol).collect();
+        assert_eq!(protocols, [Protocol::Tcp, Protocol::Tcp, Protocol::Udp, Protocol::Udp]);
+    }
+
+    #[test]
+    fn without_budget_one_run_is_the_whole_cycle() {
+        let schedule = Schedule::new(Topology::Mesh { nodes: 50 }, BOTH.to_vec());
+        let plan = Plan::new(&schedule, None, Duration::from_secs(6), 12345).unwrap();
+        assert_eq!((plan.first_round, plan.rounds, plan.cycle_rounds, plan.cycle_runs), (0, 98, 98, 1));
+    }
+
+    #[test]
+    fn consecutive_runs_continue_where_the_last_stopped_and_cover_the_cycle() {
+        for n in [2, 3, 7, 20, 101] {
+            let schedule = Schedule::new(Topology::Mesh { nodes: n }, BOTH.to_vec());
+            for budget in [6u64, 13, 60, 600] {
+                let plan = Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(6), 0).unwrap();
+                let mut covered = HashSet::new();
+                let start = 987_654;
+                for run in start..start + plan.cycle_runs as u64 {
+                    let plan = Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(6), run).unwrap();
+                    assert!(plan.estimate() <= Duration::from_secs(budget));
+                    for round in plan.rounds(&schedule) {
+                        covered.insert(round.index);
+                    }
+                }
+                assert_eq!(covered.len(), schedule.total_rounds(), "n={n} budget={budget}");
+                let ideal = schedule.total_rounds().div_ceil(budget as usize / 6);
+                assert_eq!(plan.cycle_runs, ideal, "n={n} budget={budget}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_budget_below_one_round_is_an_error() {
+        let schedule = Schedule::new(Topology::Mesh { nodes: 4 }, vec![Protocol::Tcp]);
+        let err = Plan::new(&schedule, Some(Duration::from_secs(3)), Duration::from_secs(6), 0).unwrap_err();
+        assert!(err.to_string().contains("--budget"));
+    }
+
+    #[test]
+    fn concurrency_splits_rounds_into_waves() {
+        let schedule = Schedule::new(Topology::Mesh { nodes: 10 }, vec![Protocol::Tcp]);
+        assert_eq!(schedule.round_estimate(Duration::from_secs(5), 64), Duration::from_secs(6));
+        assert_eq!(schedule.round_estimate(Duration::from_secs(5), 4), Duration::from_secs(18));
+    }
+
+    #[test]
+    fn run_index_tolerates_late_starts() {
+        let interval = Duration::from_secs(300);
+        assert_eq!(run_index(3000, interval), 10);
+        assert_eq!(run_index(3007, interval), 10);
+        assert_eq!(run_index(3300 - 3, interval), 11);
+    }
+
+    #[test]
+    fn a_5000_node_round_is_lazy() {
+        let schedule = Schedule::new(Topology::Mesh { nodes: 5000 }, BOTH.to_vec());
+        assert_eq!(schedule.total_rounds(), 9998);
+        let round = schedule.round(9997).unwrap();
+        assert_eq!(round.protocol, Protocol::Udp);
+        assert_eq!(round.pairs().count(), 5000);
+    }
+}

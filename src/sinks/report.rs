@@ -1,0 +1,222 @@
+//! What the run prints on stdout: the source × destination matrix, the JSON report, or the
+//! samples in the Prometheus text format; and the plan, for `--dry-run`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, TextEncoder};
+
+use crate::config::Protocol;
+use crate::iperf3::TestResult;
+use crate::measure::{Measurement, Outcome};
+use crate::samples::Sample;
+use crate::schedule::{Plan, Schedule, Topology};
+use crate::{DryRun, RunReport};
+
+/// Rounds and pairs listed by the dry-run text before it summarises.
+const LISTED_ROUNDS: usize = 12;
+const LISTED_PAIRS: usize = 12;
+
+/// The matrices of a run, one per protocol (UDP adds its loss), and a summary line.
+pub fn table(report: &RunReport) -> String {
+    let mut out = String::new();
+    for protocol in &report.protocols {
+        let cells: HashMap<(&str, &str), &Measurement> = report
+            .measurements
+            .iter()
+            .filter(|m| m.protocol == *protocol)
+            .map(|m| ((m.source.as_str(), m.destination.as_str()), m))
+            .collect();
+        let sources: Vec<&str> = match report.mode {
+            crate::config::Mode::Mesh => report.nodes.iter().map(String::as_str).collect(),
+            crate::config::Mode::Star => report.nodes.first().map(String::as_str).into_iter().collect(),
+        };
+        let title = format!("{protocol}: received throughput in Mbit/s (rows: source, columns: destination)");
+        matrix(&mut out, &title, &sources, &report.nodes, |src, dst| match cells.get(&(src, dst)).map(|m| &m.outcome) {
+            Some(Outcome::Success(result)) => format!("{:.1}", result.received_bytes_per_second() * 8.0 / 1e6),
+            Some(Outcome::Failure(failure)) => failure.reason.to_string(),
+            None => "-".into(),
+        });
+        if *protocol == Protocol::Udp {
+            let title = "udp: packet loss in % (rows: source, columns: destination)";
+            matrix(&mut out, title, &sources, &report.nodes, |src, dst| match cells.get(&(src, dst)).map(|m| &m.outcome) {
+                Some(Outcome::Success(TestResult::Udp(r))) => format!("{:.2}", r.loss_ratio * 100.0),
+                Some(Outcome::Failure(failure)) => failure.reason.to_string(),
+                _ => "-".into(),
+            });
+        }
+    }
+    out.push_str(&summary(report));
+    out.push('\n');
+    out
+}
+
+fn matrix(out: &mut String, title: &str, rows: &[&str], columns: &[String], cell: impl Fn(&str, &str) -> String) {
+    let printable = |name: &str| name.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>();
+    let row_width = rows.iter().map(|r| printable(r).chars().count()).max().unwrap_or(0).max(4);
+    let widths: Vec<usize> = columns.iter().map(|c| printable(c).chars().count().max(11)).collect();
+    let _ = writeln!(out, "{title}");
+    let _ = write!(out, "{:<row_width$}", "");
+    for (column, width) in columns.iter().zip(&widths) {
+        let _ = write!(out, "  {:>width$}", printable(column));
+    }
+    out.push('\n');
+    for row in rows {
+        let _ = write!(out, "{:<row_width$}", printable(row));
+        for (column, width) in columns.iter().zip(&widths) {
+            let text = if *row == column.as_str() { "·".to_string() } else { cell(row, column) };
+            let _ = write!(out, "  {text:>width$}");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// One line: tests, failures by reason, rounds, time, delivery.
+pub fn summary(report: &RunReport) -> String {
+    let failed: Vec<&Measurement> = report.measurements.iter().filter(|m| m.failure().is_some()).collect();
+    let mut by_reason: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for m in &failed {
+        if let Some(f) = m.failure() {
+            *by_reason.entry(f.reason.as_str()).or_default() += 1;
+        }
+    }
+    let reasons: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+    let mut line = format!(
+        "{} tests: {} ok, {} failed{}; {} of {} planned rounds (cycle: {} rounds over {} run(s)) in {:.1}s",
+        report.measurements.len(),
+        report.measurements.len() - failed.len(),
+        failed.len(),
+        if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
+        report.rounds_run,
+        report.plan.rounds,
+        report.plan.cycle_rounds,
+        report.plan.cycle_runs,
+        report.duration_seconds,
+    );
+    for delivery in &report.deliveries {
+        let _ = write!(
+            line,
+            "; {}: {} of {} samples delivered",
+            delivery.sink, delivery.delivered_samples, delivery.samples
+        );
+    }
+    line
+}
+
+/// The samples in the Prometheus text exposition format, with their timestamps.
+pub fn exposition(samples: &[Sample], with_timestamps: bool) -> String {
+    let mut families: Vec<MetricFamily> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for sample in samples {
+        let at = *index.entry(sample.metric.name).or_insert_with(|| {
+            let mut family = MetricFamily::default();
+            family.set_name(sample.metric.name.to_string());
+            family.set_help(sample.metric.help.to_string());
+            family.set_field_type(MetricType::GAUGE);
+            families.push(family);
+            families.len() - 1
+        });
+        let labels = sample
+            .labels
+            .iter()
+            .map(|(name, value)| {
+                let mut pair = LabelPair::default();
+                pair.set_name(name.to_string());
+                pair.set_value(value.clone());
+                pair
+            })
+            .collect();
+        let mut gauge = Gauge::default();
+        gauge.set_value(sample.value);
+        let mut metric = Metric::from_gauge(gauge);
+        metric.set_label(labels);
+        if with_timestamps {
+            metric.set_timestamp_ms(sample.timestamp_ms);
+        }
+        families[at].mut_metric().push(metric);
+    }
+    let mut out = Vec::new();
+    // Writing to a Vec fails only on invalid families, which this function does not build.
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        tracing::error!(error = %e, "encoding the text exposition");
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The plan of a dry run, for humans.
+pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> String {
+    let plan: &Plan = &dry.plan;
+    let mut out = String::new();
+    let (shape, lower_bound) = match schedule.topology() {
+        Topology::Mesh { nodes } => (format!("mesh of {nodes} nodes"), nodes.saturating_sub(1)),
+        Topology::Star { nodes } => (format!("star from {} to {} nodes", node_names[0], nodes.saturating_sub(1)), nodes.saturating_sub(1)),
+    };
+    let protocols: Vec<&str> = schedule.protocols().iter().map(|p| p.as_str()).collect();
+    let _ = writeln!(out, "plan: {shape}, protocols {}", protocols.join(","));
+    let _ = writeln!(
+        out,
+        "rounds per protocol: {} (lower bound: {lower_bound}); {} tests per round, at most {} at once; {} pairs per protocol",
+        schedule.rounds_per_protocol(),
+        schedule.tests_per_round(),
+        dry.concurrency,
+        schedule.pairs_per_protocol(),
+    );
+    let _ = writeln!(
+        out,
+        "this run: {} of {} rounds in the cycle, starting at round {}; about {:.0}s per round, {:.0}s in all{}",
+        plan.rounds,
+        plan.cycle_rounds,
+        plan.first_round + 1,
+        plan.round_estimate.as_secs_f64(),
+        plan.estimate().as_secs_f64(),
+        dry.budget_seconds.map_or(String::new(), |b| format!(" (budget {b}s)")),
+    );
+    let _ = writeln!(
+        out,
+        "coverage: every pair is measured once every {} run(s), i.e. every {:.0}s at an interval of {}s",
+        plan.cycle_runs,
+        plan.cycle_runs as f64 * dry.interval_seconds as f64,
+        dry.interval_seconds,
+    );
+    for (i, round) in plan.rounds(schedule).enumerate() {
+        if i == LISTED_ROUNDS {
+            let _ = writeln!(out, "… and {} more rounds", plan.rounds - LISTED_ROUNDS);
+            break;
+        }
+        let pairs: Vec<String> = round
+            .pairs()
+            .take(LISTED_PAIRS)
+            .map(|p| format!("{}→{}", node_names[p.source], node_names[p.destination]))
+            .collect();
+        let more = schedule.tests_per_round().saturating_sub(LISTED_PAIRS);
+        let _ = writeln!(
+            out,
+            "round {} ({}): {}{}",
+            round.index + 1,
+            round.protocol,
+            pairs.join(", "),
+            if more > 0 { format!(", … and {more} more") } else { String::new() }
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::{TEST_FAILURE, TEST_SUCCESS};
+
+    #[test]
+    fn exposition_escapes_hostile_label_values() {
+        let samples = [
+            Sample { metric: TEST_SUCCESS, labels: vec![("source_node", "a\"b\\c\nd".into())], value: 1.0, timestamp_ms: 42 },
+            Sample { metric: TEST_FAILURE, labels: vec![("reason", "refused".into())], value: 1.0, timestamp_ms: 43 },
+        ];
+        let text = exposition(&samples, true);
+        assert!(text.contains("# TYPE iperf3_test_success gauge"), "{text}");
+        assert!(text.contains(r#"iperf3_test_success{source_node="a\"b\\c\nd"} 1 42"#), "{text}");
+        assert!(exposition(&samples, false).contains("iperf3_test_failure{reason=\"refused\"} 1\n"));
+    }
+}
