@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# A multi-node lab on one machine: N network namespaces joined by a bridge, each running
+# `iperf3 -s`, each node shaped to its own known rate.
+#
+#   tests/lab/lab.sh up NAME --rates 40,60,80,100 [--subnet S] [--udp-loss NODE:PROBABILITY]... [--shared-ack-queue]
+#   tests/lab/lab.sh down NAME
+#
+# `up` prints the path of an inventory file for `iperf3-monitor run --inventory`. Node i is
+# `n<i>` at 198.18.S.i (S defaults to 0), in namespace NAME-n<i>; the host side of the bridge is
+# 198.18.S.254. NAME is at most 8 characters (it prefixes interface names).
+#
+# Shaping: node i sends and receives at most rate[i] Mbit/s, so the path i→j runs at
+# min(rate[i], rate[j]). Egress is shaped on the node's eth0, ingress on the bridge-side veth,
+# each with an htb class at the node's rate. In a mesh round every node sends one test and
+# receives another; if the ACKs of the incoming test queued behind the node's own outgoing
+# test, the incoming numbers would come out 15-65% low. So TCP from port 5201 (the servers'
+# ACKs and control traffic) goes to an unshaped class, as a real NIC's multi-queue and fair
+# queueing largely do. --shared-ack-queue leaves that class out (the worst case).
+# --udp-loss drops UDP to node i's server at random (iptables statistic; no netem here).
+#
+# Only addresses in 198.18.0.0/15, inside namespaces this script makes, carry lab traffic.
+set -euo pipefail
+
+PORT=5201
+STATE_ROOT=${IPERF3_MONITOR_LAB_STATE:-/run/iperf3-monitor-lab}
+
+usage() {
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+need_root() {
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "lab.sh: needs root (network namespaces, tc, iptables)" >&2
+        exit 2
+    fi
+}
+
+check_name() {
+    if [[ ! $1 =~ ^[a-z][a-z0-9]{0,7}$ ]]; then
+        echo "lab.sh: NAME '$1' must be 1-8 lowercase letters or digits, starting with a letter" >&2
+        exit 2
+    fi
+}
+
+# shape DEV RATE_MBIT [ip -n NS]: htb with the node's rate as the default class and, unless
+# the ACK queue is shared, an unshaped class for TCP from the iperf3 port.
+shape() {
+    local dev=$1 rate=$2
+    shift 2
+    local tc=(tc)
+    [[ $# -gt 0 ]] && tc=(ip netns exec "$1" tc)
+    "${tc[@]}" qdisc add dev "$dev" root handle 1: htb default 10
+    "${tc[@]}" class add dev "$dev" parent 1: classid 1:1 htb rate 10gbit quantum 60000
+    "${tc[@]}" class add dev "$dev" parent 1:1 classid 1:10 htb rate "${rate}mbit" ceil "${rate}mbit" quantum 60000
+    if [[ $SHARED_ACK_QUEUE -eq 0 ]]; then
+        "${tc[@]}" class add dev "$dev" parent 1:1 classid 1:20 htb rate 5gbit ceil 10gbit quantum 60000
+        "${tc[@]}" filter add dev "$dev" parent 1: protocol ip prio 1 u32 \
+            match ip protocol 6 0xff match ip sport "$PORT" 0xffff flowid 1:20
+    fi
+}
+
+up() {
+    local name=$1
+    shift
+    local rates="" subnet=0 losses=()
+    SHARED_ACK_QUEUE=0
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --rates) rates=$2; shift 2 ;;
+            --subnet) subnet=$2; shift 2 ;;
+            --udp-loss) losses+=("$2"); shift 2 ;;
+            --shared-ack-queue) SHARED_ACK_QUEUE=1; shift ;;
+            *) usage ;;
+        esac
+    done
+    [[ -n $rates ]] || usage
+    [[ $subnet =~ ^[0-9]+$ && $subnet -le 255 ]] || { echo "lab.sh: --subnet must be 0-255" >&2; exit 2; }
+    IFS=, read -r -a rate_list <<<"$rates"
+    local n=${#rate_list[@]}
+    [[ $n -ge 1 && $n -le 250 ]] || { echo "lab.sh: --rates lists 1 to 250 nodes" >&2; exit 2; }
+
+    down "$name" 2>/dev/null || true
+    local state=$STATE_ROOT/$name
+    mkdir -p "$state"
+    # Whatever fails below, leave nothing half made.
+    trap 'echo "lab.sh: setting up $name failed; tearing it down" >&2; down "$name"' ERR
+
+    local bridge=${name}br
+    ip link add "$bridge" type bridge
+    ip addr add "198.18.$subnet.254/24" dev "$bridge"
+    ip link set "$bridge" up
+    {
+        echo "# lab $name: rates ${rates} Mbit/s"
+        echo "nodes:"
+    } >"$state/inventory.yaml"
+    for ((i = 1; i <= n; i++)); do
+        local ns=$name-n$i rate=${rate_list[i - 1]} host_if=${name}v$i
+        ip netns add "$ns"
+        ip link add "$host_if" type veth peer name eth0 netns "$ns"
+        ip link set "$host_if" master "$bridge" up
+        ip -n "$ns" link set lo up
+        ip -n "$ns" addr add "198.18.$subnet.$i/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        shape eth0 "$rate" "$ns"
+        shape "$host_if" "$rate"
+        ip netns exec "$ns" iperf3 --server --port "$PORT" --daemon \
+            --pidfile "$state/n$i.pid" --logfile "$state/n$i.log"
+        cat >>"$state/inventory.yaml" <<EOF
+  - name: n$i
+    address: 198.18.$subnet.$i
+    port: $PORT
+    client_command: [ip, netns, exec, $ns]
+EOF
+    done
+    for loss in "${losses[@]}"; do
+        local node=${loss%%:*} probability=${loss#*:}
+        ip netns exec "$name-n$node" iptables -A INPUT -p udp --dport "$PORT" \
+            -m statistic --mode random --probability "$probability" -j DROP
+    done
+    # The servers are up when they listen.
+    for ((i = 1; i <= n; i++)); do
+        for _ in $(seq 50); do
+            ip netns exec "$name-n$i" ss -Hltn "sport = :$PORT" | grep -q . && break
+            sleep 0.1
+        done
+    done
+    trap - ERR
+    echo "$state/inventory.yaml"
+}
+
+down() {
+    local name=$1 state=$STATE_ROOT/$1
+    if [[ -d $state ]]; then
+        for pidfile in "$state"/*.pid; do
+            [[ -f $pidfile ]] || continue
+            kill "$(cat "$pidfile")" 2>/dev/null || true
+        done
+    fi
+    for ns in $(ip netns list | awk '{print $1}' | grep -E "^$name-n[0-9]+$" || true); do
+        # Anything still running inside (a client) goes with its namespace.
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+        ip netns del "$ns"
+    done
+    ip link del "${name}br" 2>/dev/null || true
+    rm -rf "$state"
+}
+
+[[ $# -ge 2 ]] || usage
+need_root
+command=$1 name=$2
+shift 2
+check_name "$name"
+case $command in
+    up) up "$name" "$@" ;;
+    down) down "$name" ;;
+    *) usage ;;
+esac
