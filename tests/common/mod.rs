@@ -1,0 +1,186 @@
+//! Real parts for end-to-end tests: the namespace lab, a real Prometheus, and the binary.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The lab tests share the machine's two cores: one at a time, or they distort each other.
+static LAB_LOCK: Mutex<()> = Mutex::new(());
+
+pub fn lab_lock() -> MutexGuard<'static, ()> {
+    LAB_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_iperf3-monitor")
+}
+
+/// A lab of namespaces (tests/lab/lab.sh), torn down on drop, even after a failed assertion.
+pub struct Lab {
+    pub name: String,
+    pub subnet: u8,
+    pub inventory: PathBuf,
+    /// Shaped rate of each node in Mbit/s, n1 first.
+    pub rates: Vec<f64>,
+}
+
+impl Lab {
+    pub fn up(name: &str, subnet: u8, rates: &[u32], extra: &[&str]) -> Lab {
+        let rates_arg = rates.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let output = Command::new(repo().join("tests/lab/lab.sh"))
+            .args(["up", name, "--rates", &rates_arg, "--subnet", &subnet.to_string()])
+            .args(extra)
+            .output()
+            .expect("running tests/lab/lab.sh");
+        assert!(
+            output.status.success(),
+            "lab.sh up failed (the lab needs root, iproute2, iptables and iperf3):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let inventory = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        Lab { name: name.into(), subnet, inventory, rates: rates.iter().map(|r| f64::from(*r)).collect() }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.rates.len()
+    }
+
+    /// The shaped rate of the path from node `src` to node `dst` (names n1, n2, ...), in bit/s.
+    pub fn path_rate_bits(&self, src: &str, dst: &str) -> f64 {
+        let rate = |name: &str| self.rates[name[1..].parse::<usize>().unwrap() - 1];
+        rate(src).min(rate(dst)) * 1e6
+    }
+
+    pub fn namespace(&self, node: usize) -> String {
+        format!("{}-n{node}", self.name)
+    }
+
+    pub fn host_address(&self) -> String {
+        format!("198.18.{}.254", self.subnet)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("tests/lab/lab.sh")).args(["down", &self.name]).status();
+    }
+}
+
+/// A real Prometheus with the remote-write receiver, on a free port, killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start() -> Prometheus {
+        Self::start_on("127.0.0.1", &[])
+    }
+
+    /// Starts on `host`, with extra `scrape_configs` entries (YAML list items).
+    pub fn start_on(host: &str, scrape_configs: &[String]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        let scrapes = if scrape_configs.is_empty() { " []".to_string() } else { format!("\n{}", scrape_configs.join("\n")) };
+        std::fs::write(&config, format!("global:\n  scrape_interval: 1s\nscrape_configs:{scrapes}\n")).unwrap();
+        let port = free_port(host);
+        let address = format!("{host}:{port}");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={address}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("starting prometheus (Debian package prometheus)");
+        let prometheus = Prometheus { child, url: format!("http://{address}"), _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http_get(&format!("{}/-/ready", prometheus.url)).is_ok_and(|(status, _)| status == 200) {
+                return prometheus;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("prometheus did not become ready on {address}");
+    }
+
+    pub fn remote_write_url(&self) -> String {
+        format!("{}/api/v1/write", self.url)
+    }
+
+    /// An instant query; the result vector.
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.url), &[("query", promql)]).unwrap();
+        let (status, body) = http_get(url.as_str()).expect("querying prometheus");
+        let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(status, 200, "{promql}: {body}");
+        json["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// An instant query whose results are keyed by (source_node, destination_node).
+    pub fn by_pair(&self, promql: &str) -> std::collections::BTreeMap<(String, String), f64> {
+        self.query(promql)
+            .iter()
+            .map(|r| {
+                let m = &r["metric"];
+                let key = (m["source_node"].as_str().unwrap_or("").to_string(), m["destination_node"].as_str().unwrap_or("").to_string());
+                (key, value_of(r))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn value_of(result: &Value) -> f64 {
+    result["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+}
+
+pub fn free_port(host: &str) -> u16 {
+    TcpListener::bind((host, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// A GET to a local server, returning status and body.
+pub fn http_get(url: &str) -> Result<(u16, String), reqwest::Error> {
+    let response = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?.get(url).send()?;
+    let status = response.status().as_u16();
+    Ok((status, response.text()?))
+}
+
+/// Runs `iperf3-monitor run` with `args`, optionally behind a command prefix (ip netns exec).
+pub fn run_monitor(prefix: &[&str], args: &[&str]) -> Output {
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.push(binary());
+    argv.push("run");
+    argv.extend_from_slice(args);
+    let output = Command::new(argv[0])
+        .args(&argv[1..])
+        .env("RUST_LOG", "info")
+        .env_remove("NODE_NAME")
+        .output()
+        .expect("running iperf3-monitor");
+    eprintln!("--- iperf3-monitor stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -1,0 +1,284 @@
+//! End-to-end: the real binary measures the namespace lab with real iperf3 servers and
+//! remote-writes into a real Prometheus, which is then queried. Needs root (the lab).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{Lab, Prometheus, lab_lock, run_monitor};
+use serde_json::Value;
+
+/// Allowed error of a measured TCP throughput against its path's shaped rate.
+const RATE_TOLERANCE: f64 = 0.10;
+
+fn now_ms() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
+}
+
+fn all_pairs(sources: &[String], destinations: &[String]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for s in sources {
+        for d in destinations {
+            if s != d {
+                pairs.push((s.clone(), d.clone()));
+            }
+        }
+    }
+    pairs.sort();
+    pairs
+}
+
+fn names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("n{i}")).collect()
+}
+
+/// Every expected pair has a successful TCP sample within tolerance of its shaped rate;
+/// returns the relative errors for the report.
+fn assert_tcp_rates(prom: &Prometheus, lab: &Lab, selector: &str, expected: &[(String, String)]) -> Vec<f64> {
+    let success = prom.by_pair(&format!("iperf3_test_success{{protocol=\"tcp\"{selector}}}"));
+    assert_eq!(success.keys().cloned().collect::<Vec<_>>(), expected, "tcp pairs in Prometheus");
+    assert!(success.values().all(|v| *v == 1.0), "failed tcp tests: {success:?}");
+    let received = prom.by_pair(&format!("iperf3_received_bytes_per_second{{protocol=\"tcp\"{selector}}}"));
+    assert_eq!(received.len(), expected.len());
+    let mut errors = Vec::new();
+    for ((src, dst), bytes) in &received {
+        let rate = lab.path_rate_bits(src, dst);
+        let error = bytes * 8.0 / rate - 1.0;
+        eprintln!("tcp {src}→{dst}: {:.2} Mbit/s, shaped {:.0} Mbit/s, error {:+.1}%", bytes * 8.0 / 1e6, rate / 1e6, error * 100.0);
+        assert!(error.abs() <= RATE_TOLERANCE, "{src}→{dst}: {:.2} Mbit/s against a shaped {:.0} Mbit/s", bytes * 8.0 / 1e6, rate / 1e6);
+        errors.push(error);
+    }
+    errors
+}
+
+fn assert_timestamps_within(prom: &Prometheus, metric: &str, start_ms: f64, end_ms: f64) {
+    let stamps = prom.query(&format!("timestamp({metric})"));
+    assert!(!stamps.is_empty(), "no {metric}");
+    for stamp in &stamps {
+        let ms = common::value_of(stamp) * 1000.0;
+        assert!(ms >= start_ms && ms <= end_ms, "{metric} at {ms} outside the run [{start_ms}, {end_ms}]: {stamp}");
+    }
+}
+
+fn report(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// The JSON report on stdout and Prometheus hold the same figures.
+fn assert_report_matches_prometheus(report: &Value, prom: &Prometheus, protocol: &str) {
+    let in_prometheus = prom.by_pair(&format!("iperf3_received_bytes_per_second{{protocol=\"{protocol}\"}}"));
+    let mut in_report = BTreeMap::new();
+    for m in report["measurements"].as_array().unwrap() {
+        if m["protocol"] == protocol {
+            let value = m["outcome"]["success"]["received_bytes_per_second"].as_f64().unwrap();
+            in_report.insert((m["source"].as_str().unwrap().to_string(), m["destination"].as_str().unwrap().to_string()), value);
+        }
+    }
+    assert_eq!(in_report.len(), in_prometheus.len(), "{protocol}: report and Prometheus differ");
+    for (pair, value) in &in_report {
+        let stored = in_prometheus.get(pair).unwrap_or_else(|| panic!("{pair:?} not in Prometheus"));
+        // Equal but for the last digit of the decimal text on either side.
+        assert!((value - stored).abs() <= value.abs() * 1e-12, "{protocol} {pair:?}: report {value}, Prometheus {stored}");
+    }
+}
+
+#[test]
+fn mesh_of_five_nodes_over_tcp_and_udp() {
+    let _lock = lab_lock();
+    let lab = Lab::up("e2em5", 21, &[40, 60, 80, 100, 120], &["--udp-loss", "3:0.05"]);
+    let prom = Prometheus::start();
+    let n = lab.node_count();
+    let duration = 2.0;
+    let start = now_ms();
+    let output = run_monitor(
+        &[],
+        &[
+            "--inventory", lab.inventory.to_str().unwrap(),
+            "--duration", "2",
+            "--udp-bitrate", "20M",
+            "--remote-write-url", &prom.remote_write_url(),
+            "--cluster", "lab",
+            "--output", "json",
+        ],
+    );
+    let end = now_ms();
+    assert_eq!(output.status.code(), Some(0), "exit code");
+    let report = report(&output);
+
+    // The whole mesh in the lower bound of rounds: N-1 per protocol.
+    assert_eq!(report["rounds_run"], 2 * (n - 1));
+    assert_eq!(report["plan"]["cycle_rounds"], 2 * (n - 1));
+    let wall = report["duration_seconds"].as_f64().unwrap();
+    let lower_bound = 2.0 * (n - 1) as f64 * duration;
+    eprintln!("mesh wall time {wall:.2}s, lower bound {lower_bound:.0}s, ratio {:.3}", wall / lower_bound);
+
+    let expected = all_pairs(&names(n), &names(n));
+    let errors = assert_tcp_rates(&prom, &lab, ",cluster=\"lab\"", &expected);
+    let worst = errors.iter().map(|e| e.abs()).fold(0.0, f64::max);
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    eprintln!("tcp error against shaped rates: mean {:+.1}%, worst {:.1}%", mean * 100.0, worst * 100.0);
+
+    let udp_success = prom.by_pair("iperf3_test_success{protocol=\"udp\"}");
+    assert_eq!(udp_success.keys().cloned().collect::<Vec<_>>(), expected, "udp pairs");
+    let loss = prom.by_pair("iperf3_loss_ratio{protocol=\"udp\"}");
+    assert_eq!(loss.len(), expected.len());
+    for ((src, dst), ratio) in &loss {
+        if dst == "n3" {
+            assert!((0.02..=0.09).contains(ratio), "{src}→{dst}: loss {ratio} where 5% is dropped");
+        } else {
+            assert!(*ratio < 0.01, "{src}→{dst}: loss {ratio} where nothing is dropped");
+        }
+    }
+    let jitter = prom.query("iperf3_jitter_seconds");
+    assert_eq!(jitter.len(), expected.len());
+
+    assert_timestamps_within(&prom, "iperf3_received_bytes_per_second", start, end);
+    assert_timestamps_within(&prom, "iperf3_monitor_last_run_timestamp_seconds", start, end);
+    assert_report_matches_prometheus(&report, &prom, "tcp");
+    assert_report_matches_prometheus(&report, &prom, "udp");
+
+    let covered = prom.query("iperf3_monitor_run_pairs_covered{cluster=\"lab\"}");
+    assert_eq!(covered.len(), 2);
+    assert!(covered.iter().all(|r| common::value_of(r) == (n * (n - 1)) as f64), "{covered:?}");
+    let rounds = prom.query("iperf3_monitor_run_rounds");
+    assert_eq!(common::value_of(&rounds[0]), (2 * (n - 1)) as f64);
+    let failures = prom.query("iperf3_monitor_run_tests{result=\"failure\"}");
+    assert_eq!(common::value_of(&failures[0]), 0.0);
+}
+
+#[test]
+fn mesh_of_four_nodes_over_tcp_prints_the_matrix() {
+    let _lock = lab_lock();
+    let lab = Lab::up("e2em4", 22, &[30, 60, 90, 120], &[]);
+    let prom = Prometheus::start();
+    let output = run_monitor(
+        &[],
+        &[
+            "--inventory", lab.inventory.to_str().unwrap(),
+            "--protocols", "tcp",
+            "--duration", "2",
+            "--remote-write-url", &prom.remote_write_url(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("tcp: received throughput in Mbit/s"), "{stdout}");
+    assert!(stdout.contains("12 tests: 12 ok, 0 failed; 3 of 3 planned rounds"), "{stdout}");
+    assert!(!stdout.contains("udp"), "{stdout}");
+    let expected = all_pairs(&names(4), &names(4));
+    assert_tcp_rates(&prom, &lab, "", &expected);
+    assert!(prom.query("iperf3_test_success{protocol=\"udp\"}").is_empty());
+    assert!(prom.query("iperf3_test_success{cluster!=\"\"}").is_empty(), "no --cluster, no cluster label");
+}
+
+#[test]
+fn star_measures_from_its_own_node_to_every_other() {
+    let _lock = lab_lock();
+    let lab = Lab::up("e2estar", 23, &[50, 40, 80, 100], &[]);
+    // The job runs inside n1's namespace; Prometheus listens on the lab bridge's host address.
+    let prom = Prometheus::start_on(&lab.host_address(), &[]);
+    let start = now_ms();
+    let output = run_monitor(
+        &["ip", "netns", "exec", &lab.namespace(1)],
+        &[
+            "--inventory", lab.inventory.to_str().unwrap(),
+            "--mode", "star",
+            "--source-node", "n1",
+            "--duration", "2",
+            "--udp-bitrate", "10M",
+            "--remote-write-url", &prom.remote_write_url(),
+            "--output", "json",
+        ],
+    );
+    let end = now_ms();
+    assert_eq!(output.status.code(), Some(0));
+    let report = report(&output);
+    assert_eq!(report["rounds_run"], 2 * 3, "N-1 rounds per protocol");
+    let expected = all_pairs(&["n1".to_string()], &names(4));
+    assert_tcp_rates(&prom, &lab, "", &expected);
+    let udp = prom.by_pair("iperf3_test_success{protocol=\"udp\"}");
+    assert_eq!(udp.keys().cloned().collect::<Vec<_>>(), expected);
+    assert_timestamps_within(&prom, "iperf3_received_bytes_per_second", start, end);
+    assert_report_matches_prometheus(&report, &prom, "tcp");
+}
+
+#[test]
+fn failed_pairs_keep_their_reason_and_the_rest_is_measured() {
+    let _lock = lab_lock();
+    let lab = Lab::up("e2efail", 24, &[50, 50, 50], &[]);
+    // n2's server is gone (its client still works); "ghost" has no host at its address and no
+    // way to run a client.
+    let pid = std::fs::read_to_string(format!("/run/iperf3-monitor-lab/{}/n2.pid", lab.name)).unwrap();
+    assert!(std::process::Command::new("kill").arg(pid.trim()).status().unwrap().success());
+    let dir = tempfile::tempdir().unwrap();
+    let mut inventory = std::fs::read_to_string(&lab.inventory).unwrap();
+    inventory.push_str(&format!("  - name: ghost\n    address: 198.18.{}.77\n    client_command: [/nonexistent/ssh, ghost]\n", lab.subnet));
+    let inventory = common::write_file(dir.path(), "inventory.yaml", &inventory);
+    let prom = Prometheus::start();
+    let output = run_monitor(
+        &[],
+        &[
+            "--inventory", inventory.to_str().unwrap(),
+            "--protocols", "tcp",
+            "--duration", "2",
+            "--remote-write-url", &prom.remote_write_url(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "some tests failed, all delivered");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("12 tests: 4 ok, 8 failed (refused: 2, spawn: 3, unreachable: 3)"), "{stdout}");
+
+    let success = prom.by_pair("iperf3_test_success");
+    assert_eq!(success.len(), 12, "every planned pair has a sample: {success:?}");
+    let ok: Vec<_> = success.iter().filter(|(_, v)| **v == 1.0).map(|(k, _)| k.clone()).collect();
+    let pair = |s: &str, d: &str| (s.to_string(), d.to_string());
+    assert_eq!(ok, [pair("n1", "n3"), pair("n2", "n1"), pair("n2", "n3"), pair("n3", "n1")]);
+    let reasons: BTreeMap<(String, String), String> = prom
+        .query("iperf3_test_failure")
+        .iter()
+        .map(|r| {
+            let m = &r["metric"];
+            let pair = (m["source_node"].as_str().unwrap().to_string(), m["destination_node"].as_str().unwrap().to_string());
+            (pair, m["reason"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(reasons.len(), 8);
+    for ((src, dst), reason) in &reasons {
+        let expected = if src == "ghost" {
+            "spawn"
+        } else if dst == "ghost" {
+            "unreachable"
+        } else {
+            assert_eq!(dst, "n2", "{src}→{dst} failed: {reason}");
+            "refused"
+        };
+        assert_eq!(reason, expected, "{src}→{dst}");
+    }
+    let tcp = prom.by_pair("iperf3_received_bytes_per_second");
+    assert_eq!(tcp.keys().cloned().collect::<Vec<_>>(), ok);
+}
+
+#[test]
+fn undelivered_results_exit_3_and_are_still_printed() {
+    let _lock = lab_lock();
+    let lab = Lab::up("e2edel", 25, &[50, 50], &[]);
+    let port = common::free_port("127.0.0.1");
+    let output = run_monitor(
+        &[],
+        &[
+            "--inventory", lab.inventory.to_str().unwrap(),
+            "--protocols", "tcp",
+            "--duration", "1",
+            "--remote-write-url", &format!("http://127.0.0.1:{port}/api/v1/write"),
+            "--push-retries", "2",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(3), "delivery failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("2 tests: 2 ok, 0 failed"), "{stdout}");
+    assert!(stdout.contains("remote_write: 0 of"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("gave up after 2 retries"), "{stderr}");
+    assert_eq!(stderr.matches("retrying").count(), 2, "{stderr}");
+}
