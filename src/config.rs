@@ -95,13 +95,7 @@ pub struct RunArgs {
     pub source_node: Option<String>,
 
     /// Protocols to test, comma-separated; each gets its own rounds.
-    #[arg(
-        long,
-        env = "IPERF3_MONITOR_PROTOCOLS",
-        value_enum,
-        value_delimiter = ',',
-        default_value = "tcp,udp"
-    )]
+    #[arg(long, env = "IPERF3_MONITOR_PROTOCOLS", value_enum, value_delimiter = ',', default_value = "tcp,udp")]
     pub protocols: Vec<Protocol>,
 
     /// Length of one iperf3 test in seconds (iperf3 -t).
@@ -275,10 +269,7 @@ impl RunArgs {
             interval: Duration::from_secs(self.interval),
             default_port: self.port,
             remote_write_url: self.remote_write_url,
-            push: PushSettings {
-                request_timeout: Duration::from_secs(self.push_timeout),
-                retries: self.push_retries,
-            },
+            push: PushSettings { request_timeout: Duration::from_secs(self.push_timeout), retries: self.push_retries },
             cluster: self.cluster,
             output: self.output,
             dry_run: self.dry_run,
@@ -290,9 +281,7 @@ impl RunArgs {
 fn parse_bitrate(value: &str) -> std::result::Result<String, String> {
     let digits = value.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
     match digits.parse::<f64>() {
-        Ok(rate) if rate > 0.0 && rate.is_finite() && digits.len() + 1 >= value.len() => {
-            Ok(value.to_string())
-        }
+        Ok(rate) if rate > 0.0 && rate.is_finite() && digits.len() + 1 >= value.len() => Ok(value.to_string()),
         _ => Err(format!(
             "'{value}' is not a bitrate: use a positive number with an optional K, M or G suffix, e.g. 100M"
         )),
@@ -349,10 +338,7 @@ mod tests {
 
     #[test]
     fn a_timeout_shorter_than_the_test_is_refused() {
-        let err = args(&["--duration", "10", "--test-timeout", "5"])
-            .unwrap()
-            .into_config(None)
-            .unwrap_err();
+        let err = args(&["--duration", "10", "--test-timeout", "5"]).unwrap().into_config(None).unwrap_err();
         assert!(err.to_string().contains("--test-timeout"), "{err}");
     }
 

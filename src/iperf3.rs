@@ -94,9 +94,17 @@ impl FailureReason {
             FailureReason::Refused
         } else if m.contains("authoriz") || m.contains("authentic") {
             FailureReason::Auth
-        } else if ["no route to host", "network is unreachable", "host is unreachable", "timed out", "operation now in progress", "name or service not known", "temporary failure in name resolution"]
-            .iter()
-            .any(|needle| m.contains(needle))
+        } else if [
+            "no route to host",
+            "network is unreachable",
+            "host is unreachable",
+            "timed out",
+            "operation now in progress",
+            "name or service not known",
+            "temporary failure in name resolution",
+        ]
+        .iter()
+        .any(|needle| m.contains(needle))
         {
             FailureReason::Unreachable
         } else {
@@ -259,7 +267,10 @@ pub fn parse(protocol: Protocol, json: &[u8]) -> Result<TestResult, Failure> {
             let sent_bps = bytes_per_second(sent, "sum_sent")?;
             let lost_packets = received.lost_packets.ok_or_else(|| missing("sum_received.lost_packets"))?;
             let packets = received.packets.ok_or_else(|| missing("sum_received.packets"))?;
-            let jitter_ms = received.jitter_ms.filter(|j| j.is_finite() && *j >= 0.0).ok_or_else(|| missing("sum_received.jitter_ms"))?;
+            let jitter_ms = received
+                .jitter_ms
+                .filter(|j| j.is_finite() && *j >= 0.0)
+                .ok_or_else(|| missing("sum_received.jitter_ms"))?;
             if lost_packets > packets {
                 return Err(Failure::new(
                     FailureReason::Parse,
@@ -316,7 +327,20 @@ mod tests {
         let tcp = client_argv(&settings(), Protocol::Tcp, "198.18.0.2", 5201);
         assert_eq!(
             tcp,
-            ["iperf3", "--client", "198.18.0.2", "--port", "5201", "--json", "--interval", "0", "--time", "5", "--connect-timeout", "10000"]
+            [
+                "iperf3",
+                "--client",
+                "198.18.0.2",
+                "--port",
+                "5201",
+                "--json",
+                "--interval",
+                "0",
+                "--time",
+                "5",
+                "--connect-timeout",
+                "10000"
+            ]
         );
         let udp = client_argv(&TestSettings { parallel: 4, ..settings() }, Protocol::Udp, "h", 1);
         assert!(udp.ends_with(&["--parallel".into(), "4".into(), "--udp".into(), "--bitrate".into(), "50M".into()]));
@@ -377,7 +401,10 @@ mod tests {
         let cases = [
             ("the server is busy running a test. try again later", FailureReason::Busy),
             ("unable to connect to server: No route to host", FailureReason::Unreachable),
-            ("unable to connect to server - server may have stopped running or use a different port, firewall issue, etc.: Connection timed out", FailureReason::Unreachable),
+            (
+                "unable to connect to server - server may have stopped running or use a different port, firewall issue, etc.: Connection timed out",
+                FailureReason::Unreachable,
+            ),
             ("test authorization failed", FailureReason::Auth),
             ("unable to receive results: Bad file descriptor", FailureReason::Error),
         ];
@@ -392,7 +419,10 @@ mod tests {
         let wrong_shape = r#"{"end":{"sum_sent":{"bits_per_second":"fast"}}}"#;
         let negative = TCP_3_12.replace("16156376718.77046", "-1");
         let no_sums = r#"{"end":{}}"#;
-        let udp_more_lost = UDP_3_12.replace("\"lost_packets\":2,\"packets\":40,\"lost_percent\":5,\"sender\":false", "\"lost_packets\":50,\"packets\":40,\"lost_percent\":5,\"sender\":false");
+        let udp_more_lost = UDP_3_12.replace(
+            "\"lost_packets\":2,\"packets\":40,\"lost_percent\":5,\"sender\":false",
+            "\"lost_packets\":50,\"packets\":40,\"lost_percent\":5,\"sender\":false",
+        );
         for (protocol, text) in [
             (Protocol::Tcp, ""),
             (Protocol::Tcp, "iperf3: error - unable to connect"),

@@ -162,7 +162,10 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         })));
     }
     let sink = match &config.remote_write_url {
-        Some(url) => Some(RemoteWriteSink::new(url.clone(), config.push.clone()).map_err(|e| Error::config("--remote-write-url", e))?),
+        Some(url) => Some(
+            RemoteWriteSink::new(url.clone(), config.push.clone())
+                .map_err(|e| Error::config("--remote-write-url", e))?,
+        ),
         None => {
             tracing::warn!("no --remote-write-url: the results are only printed");
             None
@@ -219,7 +222,10 @@ fn arrange(mut nodes: Vec<Node>, config: &RunConfig) -> Result<(Vec<Node>, Topol
             Ok((nodes, Topology::Mesh { nodes: count }))
         }
         Mode::Star => {
-            let name = config.source_node.clone().ok_or_else(|| Error::config("--source-node", "star mode needs a source node"))?;
+            let name = config
+                .source_node
+                .clone()
+                .ok_or_else(|| Error::config("--source-node", "star mode needs a source node"))?;
             let source = match nodes.iter().position(|n| n.name == name) {
                 Some(i) => Node { client_command: Vec::new(), ..nodes.remove(i) },
                 // The job's node need not run a server; it is only the client.

@@ -144,7 +144,10 @@ impl<R: ClientRunner> Measure<'_, R> {
                 Ok(output) => judge(round.protocol, &output),
                 Err(RunError::Timeout(_)) => Err(Failure::new(
                     FailureReason::Timeout,
-                    format!("no result within --test-timeout {}s; the client was killed", self.settings.timeout.as_secs()),
+                    format!(
+                        "no result within --test-timeout {}s; the client was killed",
+                        self.settings.timeout.as_secs()
+                    ),
                 )),
                 Err(RunError::Spawn(message)) => Err(Failure::new(FailureReason::Spawn, message)),
             };
@@ -243,7 +246,12 @@ mod tests {
     const TCP_OK: &str = r#"{"end":{"streams":[],"sum_sent":{"bits_per_second":8e6,"retransmits":0},"sum_received":{"bits_per_second":8e6}}}"#;
 
     fn output(json: &str, code: i32) -> ClientOutput {
-        ClientOutput { exit_code: Some(code), stdout: json.as_bytes().to_vec(), stderr: b"stderr text".to_vec(), truncated: false }
+        ClientOutput {
+            exit_code: Some(code),
+            stdout: json.as_bytes().to_vec(),
+            stderr: b"stderr text".to_vec(),
+            truncated: false,
+        }
     }
 
     impl ClientRunner for FakeRunner {
@@ -312,8 +320,12 @@ mod tests {
         runner.answers.insert("a3".into(), vec![Ok(output("", 127))]);
         let measured = measure(&runner, 5).await;
         let reason = |dst: &str| {
-            let reasons: Vec<_> =
-                measured.measurements.iter().filter(|m| m.destination == dst).map(|m| m.failure().map(|f| f.reason)).collect();
+            let reasons: Vec<_> = measured
+                .measurements
+                .iter()
+                .filter(|m| m.destination == dst)
+                .map(|m| m.failure().map(|f| f.reason))
+                .collect();
             assert_eq!(reasons.len(), 4);
             reasons[0]
         };

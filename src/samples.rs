@@ -252,27 +252,38 @@ mod tests {
         assert_eq!(find(&samples, "iperf3_jitter_seconds")[0].value, 0.002);
         assert_eq!(find(&samples, "iperf3_test_timestamp_seconds")[0].value, 1_700_000_000.123);
         assert!(find(&samples, "iperf3_test_failure").is_empty());
-        assert_eq!(find(&samples, "iperf3_monitor_run_pairs_covered").iter().map(|s| s.value).collect::<Vec<_>>(), [1.0, 1.0]);
+        assert_eq!(
+            find(&samples, "iperf3_monitor_run_pairs_covered").iter().map(|s| s.value).collect::<Vec<_>>(),
+            [1.0, 1.0]
+        );
         assert_eq!(find(&samples, "iperf3_monitor_run_duration_seconds")[0].value, 10.5);
     }
 
     #[test]
     fn a_failure_has_success_zero_and_a_bounded_reason() {
-        let failed = measurement(Protocol::Tcp, Outcome::Failure(Failure::new(FailureReason::Refused, "Connection refused")));
+        let failed =
+            measurement(Protocol::Tcp, Outcome::Failure(Failure::new(FailureReason::Refused, "Connection refused")));
         let samples = build(&[failed], &facts(), None);
         assert_eq!(find(&samples, "iperf3_test_success")[0].value, 0.0);
         assert!(find(&samples, "iperf3_received_bytes_per_second").is_empty());
         let failure = find(&samples, "iperf3_test_failure");
         assert!(failure[0].labels.contains(&("reason", "refused".to_string())), "{:?}", failure[0].labels);
         let tests = find(&samples, "iperf3_monitor_run_tests");
-        assert_eq!(tests.iter().map(|s| (s.labels[0].1.as_str(), s.value)).collect::<Vec<_>>(), [("success", 0.0), ("failure", 1.0)]);
+        assert_eq!(
+            tests.iter().map(|s| (s.labels[0].1.as_str(), s.value)).collect::<Vec<_>>(),
+            [("success", 0.0), ("failure", 1.0)]
+        );
         assert!(samples.iter().all(|s| s.labels.iter().all(|(n, _)| *n != "cluster")));
     }
 
     #[test]
     fn metric_names_follow_the_prometheus_rules() {
         for metric in ALL_METRICS {
-            assert!(metric.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{}", metric.name);
+            assert!(
+                metric.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                metric.name
+            );
             assert!(!metric.name.ends_with("_total"), "{}: a gauge", metric.name);
             assert!(!metric.help.is_empty());
         }

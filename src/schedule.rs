@@ -153,7 +153,9 @@ pub struct Plan {
 /// Why a plan cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("a budget of {budget_seconds}s is shorter than one round (about {round_seconds}s): raise --budget, lower --duration or raise --concurrency")]
+    #[error(
+        "a budget of {budget_seconds}s is shorter than one round (about {round_seconds}s): raise --budget, lower --duration or raise --concurrency"
+    )]
     BudgetBelowOneRound { budget_seconds: u64, round_seconds: u64 },
 }
 
@@ -287,7 +289,8 @@ mod tests {
                 let mut covered = HashSet::new();
                 let start = 987_654;
                 for run in start..start + plan.cycle_runs as u64 {
-                    let plan = Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(6), run).unwrap();
+                    let plan =
+                        Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(6), run).unwrap();
                     assert!(plan.estimate() <= Duration::from_secs(budget));
                     for round in plan.rounds(&schedule) {
                         covered.insert(round.index);

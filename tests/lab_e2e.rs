@@ -1,6 +1,8 @@
 //! End-to-end: the real binary measures the namespace lab with real iperf3 servers and
 //! remote-writes into a real Prometheus, which is then queried. Needs root (the lab).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -45,8 +47,18 @@ fn assert_tcp_rates(prom: &Prometheus, lab: &Lab, selector: &str, expected: &[(S
     for ((src, dst), bytes) in &received {
         let rate = lab.path_rate_bits(src, dst);
         let error = bytes * 8.0 / rate - 1.0;
-        eprintln!("tcp {src}→{dst}: {:.2} Mbit/s, shaped {:.0} Mbit/s, error {:+.1}%", bytes * 8.0 / 1e6, rate / 1e6, error * 100.0);
-        assert!(error.abs() <= RATE_TOLERANCE, "{src}→{dst}: {:.2} Mbit/s against a shaped {:.0} Mbit/s", bytes * 8.0 / 1e6, rate / 1e6);
+        eprintln!(
+            "tcp {src}→{dst}: {:.2} Mbit/s, shaped {:.0} Mbit/s, error {:+.1}%",
+            bytes * 8.0 / 1e6,
+            rate / 1e6,
+            error * 100.0
+        );
+        assert!(
+            error.abs() <= RATE_TOLERANCE,
+            "{src}→{dst}: {:.2} Mbit/s against a shaped {:.0} Mbit/s",
+            bytes * 8.0 / 1e6,
+            rate / 1e6
+        );
         errors.push(error);
     }
     errors
@@ -62,7 +74,8 @@ fn assert_timestamps_within(prom: &Prometheus, metric: &str, start_ms: f64, end_
 }
 
 fn report(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {}", String::from_utf8_lossy(&output.stdout)))
 }
 
 /// The JSON report on stdout and Prometheus hold the same figures.
@@ -72,14 +85,20 @@ fn assert_report_matches_prometheus(report: &Value, prom: &Prometheus, protocol:
     for m in report["measurements"].as_array().unwrap() {
         if m["protocol"] == protocol {
             let value = m["outcome"]["success"]["received_bytes_per_second"].as_f64().unwrap();
-            in_report.insert((m["source"].as_str().unwrap().to_string(), m["destination"].as_str().unwrap().to_string()), value);
+            in_report.insert(
+                (m["source"].as_str().unwrap().to_string(), m["destination"].as_str().unwrap().to_string()),
+                value,
+            );
         }
     }
     assert_eq!(in_report.len(), in_prometheus.len(), "{protocol}: report and Prometheus differ");
     for (pair, value) in &in_report {
         let stored = in_prometheus.get(pair).unwrap_or_else(|| panic!("{pair:?} not in Prometheus"));
         // Equal but for the last digit of the decimal text on either side.
-        assert!((value - stored).abs() <= value.abs() * 1e-12, "{protocol} {pair:?}: report {value}, Prometheus {stored}");
+        assert!(
+            (value - stored).abs() <= value.abs() * 1e-12,
+            "{protocol} {pair:?}: report {value}, Prometheus {stored}"
+        );
     }
 }
 
@@ -94,12 +113,18 @@ fn mesh_of_five_nodes_over_tcp_and_udp() {
     let output = run_monitor(
         &[],
         &[
-            "--inventory", lab.inventory.to_str().unwrap(),
-            "--duration", "2",
-            "--udp-bitrate", "20M",
-            "--remote-write-url", &prom.remote_write_url(),
-            "--cluster", "lab",
-            "--output", "json",
+            "--inventory",
+            lab.inventory.to_str().unwrap(),
+            "--duration",
+            "2",
+            "--udp-bitrate",
+            "20M",
+            "--remote-write-url",
+            &prom.remote_write_url(),
+            "--cluster",
+            "lab",
+            "--output",
+            "json",
         ],
     );
     let end = now_ms();
@@ -155,10 +180,14 @@ fn mesh_of_four_nodes_over_tcp_prints_the_matrix() {
     let output = run_monitor(
         &[],
         &[
-            "--inventory", lab.inventory.to_str().unwrap(),
-            "--protocols", "tcp",
-            "--duration", "2",
-            "--remote-write-url", &prom.remote_write_url(),
+            "--inventory",
+            lab.inventory.to_str().unwrap(),
+            "--protocols",
+            "tcp",
+            "--duration",
+            "2",
+            "--remote-write-url",
+            &prom.remote_write_url(),
         ],
     );
     assert_eq!(output.status.code(), Some(0));
@@ -182,13 +211,20 @@ fn star_measures_from_its_own_node_to_every_other() {
     let output = run_monitor(
         &["ip", "netns", "exec", &lab.namespace(1)],
         &[
-            "--inventory", lab.inventory.to_str().unwrap(),
-            "--mode", "star",
-            "--source-node", "n1",
-            "--duration", "2",
-            "--udp-bitrate", "10M",
-            "--remote-write-url", &prom.remote_write_url(),
-            "--output", "json",
+            "--inventory",
+            lab.inventory.to_str().unwrap(),
+            "--mode",
+            "star",
+            "--source-node",
+            "n1",
+            "--duration",
+            "2",
+            "--udp-bitrate",
+            "10M",
+            "--remote-write-url",
+            &prom.remote_write_url(),
+            "--output",
+            "json",
         ],
     );
     let end = now_ms();
@@ -213,16 +249,23 @@ fn failed_pairs_keep_their_reason_and_the_rest_is_measured() {
     assert!(std::process::Command::new("kill").arg(pid.trim()).status().unwrap().success());
     let dir = tempfile::tempdir().unwrap();
     let mut inventory = std::fs::read_to_string(&lab.inventory).unwrap();
-    inventory.push_str(&format!("  - name: ghost\n    address: 198.18.{}.77\n    client_command: [/nonexistent/ssh, ghost]\n", lab.subnet));
+    inventory.push_str(&format!(
+        "  - name: ghost\n    address: 198.18.{}.77\n    client_command: [/nonexistent/ssh, ghost]\n",
+        lab.subnet
+    ));
     let inventory = common::write_file(dir.path(), "inventory.yaml", &inventory);
     let prom = Prometheus::start();
     let output = run_monitor(
         &[],
         &[
-            "--inventory", inventory.to_str().unwrap(),
-            "--protocols", "tcp",
-            "--duration", "2",
-            "--remote-write-url", &prom.remote_write_url(),
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--protocols",
+            "tcp",
+            "--duration",
+            "2",
+            "--remote-write-url",
+            &prom.remote_write_url(),
         ],
     );
     assert_eq!(output.status.code(), Some(1), "some tests failed, all delivered");
@@ -239,7 +282,8 @@ fn failed_pairs_keep_their_reason_and_the_rest_is_measured() {
         .iter()
         .map(|r| {
             let m = &r["metric"];
-            let pair = (m["source_node"].as_str().unwrap().to_string(), m["destination_node"].as_str().unwrap().to_string());
+            let pair =
+                (m["source_node"].as_str().unwrap().to_string(), m["destination_node"].as_str().unwrap().to_string());
             (pair, m["reason"].as_str().unwrap().to_string())
         })
         .collect();
@@ -267,11 +311,16 @@ fn undelivered_results_exit_3_and_are_still_printed() {
     let output = run_monitor(
         &[],
         &[
-            "--inventory", lab.inventory.to_str().unwrap(),
-            "--protocols", "tcp",
-            "--duration", "1",
-            "--remote-write-url", &format!("http://127.0.0.1:{port}/api/v1/write"),
-            "--push-retries", "2",
+            "--inventory",
+            lab.inventory.to_str().unwrap(),
+            "--protocols",
+            "tcp",
+            "--duration",
+            "1",
+            "--remote-write-url",
+            &format!("http://127.0.0.1:{port}/api/v1/write"),
+            "--push-retries",
+            "2",
         ],
     );
     assert_eq!(output.status.code(), Some(3), "delivery failed");

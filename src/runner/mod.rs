@@ -35,5 +35,10 @@ pub enum RunError {
 /// Runs a command on a node.
 pub trait ClientRunner: Send + Sync {
     /// Runs `argv` on `node`, killing it and its children after `timeout`.
-    fn run(&self, node: &Node, argv: &[String], timeout: Duration) -> impl Future<Output = Result<ClientOutput, RunError>> + Send;
+    fn run(
+        &self,
+        node: &Node,
+        argv: &[String],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ClientOutput, RunError>> + Send;
 }

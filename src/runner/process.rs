@@ -118,7 +118,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_a_spawn_error() {
-        let err = ProcessRunner.run(&node(&[]), &argv(&["/nonexistent/iperf3"]), Duration::from_secs(5)).await.unwrap_err();
+        let err =
+            ProcessRunner.run(&node(&[]), &argv(&["/nonexistent/iperf3"]), Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(err, RunError::Spawn(ref m) if m.contains("/nonexistent/iperf3")), "{err}");
     }
 

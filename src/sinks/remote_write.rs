@@ -205,7 +205,8 @@ impl RemoteWriteSink {
             let (verdict, what) = match self.client.post(self.url.clone()).body(body.to_vec()).send().await {
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+                    let retry_after =
+                        response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
                     let verdict = verdict(status, retry_after.as_deref(), SystemTime::now());
                     if verdict == Verdict::Delivered {
                         return Ok(());
@@ -277,7 +278,8 @@ mod tests {
 
     #[test]
     fn series_have_sorted_labels_and_ordered_samples() {
-        let samples = [sample(TEST_SUCCESS, "a", 20), sample(RECEIVED_BYTES_PER_SECOND, "a", 5), sample(TEST_SUCCESS, "a", 10)];
+        let samples =
+            [sample(TEST_SUCCESS, "a", 20), sample(RECEIVED_BYTES_PER_SECOND, "a", 5), sample(TEST_SUCCESS, "a", 10)];
         let requests = encode(&samples);
         assert_eq!(requests.len(), 1);
         let series = &requests[0].timeseries;
@@ -320,7 +322,10 @@ mod tests {
         for code in [400, 401, 403, 404, 413] {
             assert_eq!(verdict(StatusCode::from_u16(code).unwrap(), Some("5"), now), Verdict::Rejected, "{code}");
         }
-        assert_eq!(verdict(StatusCode::TOO_MANY_REQUESTS, Some("7"), now), Verdict::Retry(Some(Duration::from_secs(7))));
+        assert_eq!(
+            verdict(StatusCode::TOO_MANY_REQUESTS, Some("7"), now),
+            Verdict::Retry(Some(Duration::from_secs(7)))
+        );
         let date = httpdate::fmt_http_date(now + Duration::from_secs(12));
         let Verdict::Retry(Some(wait)) = verdict(StatusCode::SERVICE_UNAVAILABLE, Some(&date), now) else { panic!() };
         assert!(wait > Duration::from_secs(10) && wait <= Duration::from_secs(12), "{wait:?}");

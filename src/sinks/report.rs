@@ -33,17 +33,21 @@ pub fn table(report: &RunReport) -> String {
             crate::config::Mode::Star => report.nodes.first().map(String::as_str).into_iter().collect(),
         };
         let title = format!("{protocol}: received throughput in Mbit/s (rows: source, columns: destination)");
-        matrix(&mut out, &title, &sources, &report.nodes, |src, dst| match cells.get(&(src, dst)).map(|m| &m.outcome) {
-            Some(Outcome::Success(result)) => format!("{:.1}", result.received_bytes_per_second() * 8.0 / 1e6),
-            Some(Outcome::Failure(failure)) => failure.reason.to_string(),
-            None => "-".into(),
+        matrix(&mut out, &title, &sources, &report.nodes, |src, dst| {
+            match cells.get(&(src, dst)).map(|m| &m.outcome) {
+                Some(Outcome::Success(result)) => format!("{:.1}", result.received_bytes_per_second() * 8.0 / 1e6),
+                Some(Outcome::Failure(failure)) => failure.reason.to_string(),
+                None => "-".into(),
+            }
         });
         if *protocol == Protocol::Udp {
             let title = "udp: packet loss in % (rows: source, columns: destination)";
-            matrix(&mut out, title, &sources, &report.nodes, |src, dst| match cells.get(&(src, dst)).map(|m| &m.outcome) {
-                Some(Outcome::Success(TestResult::Udp(r))) => format!("{:.2}", r.loss_ratio * 100.0),
-                Some(Outcome::Failure(failure)) => failure.reason.to_string(),
-                _ => "-".into(),
+            matrix(&mut out, title, &sources, &report.nodes, |src, dst| {
+                match cells.get(&(src, dst)).map(|m| &m.outcome) {
+                    Some(Outcome::Success(TestResult::Udp(r))) => format!("{:.2}", r.loss_ratio * 100.0),
+                    Some(Outcome::Failure(failure)) => failure.reason.to_string(),
+                    _ => "-".into(),
+                }
             });
         }
     }
@@ -151,7 +155,9 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
     let mut out = String::new();
     let (shape, lower_bound) = match schedule.topology() {
         Topology::Mesh { nodes } => (format!("mesh of {nodes} nodes"), nodes.saturating_sub(1)),
-        Topology::Star { nodes } => (format!("star from {} to {} nodes", node_names[0], nodes.saturating_sub(1)), nodes.saturating_sub(1)),
+        Topology::Star { nodes } => {
+            (format!("star from {} to {} nodes", node_names[0], nodes.saturating_sub(1)), nodes.saturating_sub(1))
+        }
     };
     let protocols: Vec<&str> = schedule.protocols().iter().map(|p| p.as_str()).collect();
     let _ = writeln!(out, "plan: {shape}, protocols {}", protocols.join(","));
@@ -211,7 +217,12 @@ mod tests {
     #[test]
     fn exposition_escapes_hostile_label_values() {
         let samples = [
-            Sample { metric: TEST_SUCCESS, labels: vec![("source_node", "a\"b\\c\nd".into())], value: 1.0, timestamp_ms: 42 },
+            Sample {
+                metric: TEST_SUCCESS,
+                labels: vec![("source_node", "a\"b\\c\nd".into())],
+                value: 1.0,
+                timestamp_ms: 42,
+            },
             Sample { metric: TEST_FAILURE, labels: vec![("reason", "refused".into())], value: 1.0, timestamp_ms: 43 },
         ];
         let text = exposition(&samples, true);

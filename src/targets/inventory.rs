@@ -34,10 +34,9 @@ struct InventoryNode {
 
 /// Reads and validates an inventory file.
 pub async fn load(path: &Path, default_port: u16) -> Result<Vec<Node>> {
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| Error::Inventory {
-        path: path.to_path_buf(),
-        message: format!("cannot read it: {e}"),
-    })?;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| Error::Inventory { path: path.to_path_buf(), message: format!("cannot read it: {e}") })?;
     parse(&text, default_port).map_err(|message| Error::Inventory { path: path.to_path_buf(), message })
 }
 
@@ -70,7 +69,11 @@ pub fn parse(text: &str, default_port: u16) -> std::result::Result<Vec<Node>, St
             return Err(format!("{}: port 0 of node '{}' is not a server port", at("port"), node.name));
         }
         if let Some(j) = node.client_command.iter().position(|arg| arg.is_empty()) {
-            return Err(format!("{}[{j}]: empty argument in the command of node '{}'", at("client_command"), node.name));
+            return Err(format!(
+                "{}[{j}]: empty argument in the command of node '{}'",
+                at("client_command"),
+                node.name
+            ));
         }
         nodes.push(Node {
             name: node.name,
@@ -124,7 +127,10 @@ mod tests {
             ("nodes:\n  - name: a\n    address: 1.2.3.4\n    port: 0\n", "nodes[0].port"),
             ("nodes:\n  - name: a\n    adress: 1.2.3.4\n", "adress"),
             ("nodes:\n  - name: ''\n    address: 1.2.3.4\n", "nodes[0].name"),
-            ("nodes:\n  - name: a\n    address: 1.2.3.4\n    client_command: [ssh, '']\n", "nodes[0].client_command[1]"),
+            (
+                "nodes:\n  - name: a\n    address: 1.2.3.4\n    client_command: [ssh, '']\n",
+                "nodes[0].client_command[1]",
+            ),
             ("nodes: []\n", "no node"),
             ("just text", "nodes"),
         ];

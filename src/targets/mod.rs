@@ -29,8 +29,6 @@ pub struct Node {
 pub async fn discover(config: &RunConfig) -> Result<Vec<Node>> {
     match &config.inventory {
         Some(path) => inventory::load(path, config.default_port).await,
-        None => Err(Error::Discovery {
-            message: "no target source configured: pass --inventory FILE".into(),
-        }),
+        None => Err(Error::Discovery { message: "no target source configured: pass --inventory FILE".into() }),
     }
 }

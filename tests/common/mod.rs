@@ -1,5 +1,5 @@
 //! Real parts for end-to-end tests: the namespace lab, a real Prometheus, and the binary.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,8 @@ impl Prometheus {
     pub fn start_on(host: &str, scrape_configs: &[String]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
-        let scrapes = if scrape_configs.is_empty() { " []".to_string() } else { format!("\n{}", scrape_configs.join("\n")) };
+        let scrapes =
+            if scrape_configs.is_empty() { " []".to_string() } else { format!("\n{}", scrape_configs.join("\n")) };
         std::fs::write(&config, format!("global:\n  scrape_interval: 1s\nscrape_configs:{scrapes}\n")).unwrap();
         let port = free_port(host);
         let address = format!("{host}:{port}");
@@ -134,7 +135,10 @@ impl Prometheus {
             .iter()
             .map(|r| {
                 let m = &r["metric"];
-                let key = (m["source_node"].as_str().unwrap_or("").to_string(), m["destination_node"].as_str().unwrap_or("").to_string());
+                let key = (
+                    m["source_node"].as_str().unwrap_or("").to_string(),
+                    m["destination_node"].as_str().unwrap_or("").to_string(),
+                );
                 (key, value_of(r))
             })
             .collect()

@@ -1,0 +1,139 @@
+//! The command-line contract: flags, environment variables, exit codes, dry runs. Runs the real
+//! binary; nothing here sends traffic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn monitor(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(common::binary());
+    command.args(args).env_remove("NODE_NAME");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IPERF3_MONITOR_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("running iperf3-monitor")
+}
+
+fn inventory(dir: &std::path::Path, nodes: usize) -> String {
+    let mut text = String::from("nodes:\n");
+    for i in 0..nodes {
+        text.push_str(&format!("  - name: node-{i:03}\n    address: 198.18.{}.{}\n", 100 + i / 250, 1 + i % 250));
+    }
+    common::write_file(dir, "inventory.yaml", &text).to_string_lossy().into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_documents_every_flag_and_its_environment_variable() {
+    let output = monitor(&["run", "--help"], &[]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "inventory",
+        "mode",
+        "source-node",
+        "protocols",
+        "duration",
+        "udp-bitrate",
+        "parallel",
+        "test-timeout",
+        "concurrency",
+        "budget",
+        "interval",
+        "remote-write-url",
+        "cluster",
+        "output",
+        "dry-run",
+    ] {
+        assert!(help.contains(&format!("--{flag}")), "--{flag} missing from --help");
+        let env = format!("IPERF3_MONITOR_{}", flag.to_uppercase().replace('-', "_"));
+        assert!(help.contains(&env), "{env} missing from --help");
+    }
+}
+
+#[test]
+fn dry_run_of_50_nodes_plans_49_rounds_per_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = inventory(dir.path(), 50);
+    let output = monitor(&["run", "--inventory", &path, "--dry-run"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("plan: mesh of 50 nodes, protocols tcp,udp"), "{text}");
+    assert!(text.contains("rounds per protocol: 49 (lower bound: 49); 50 tests per round"), "{text}");
+    assert!(text.contains("this run: 98 of 98 rounds"), "{text}");
+    assert!(text.contains("round 1 (tcp): node-000→node-001, node-001→node-002"), "{text}");
+
+    let output = monitor(&["run", "--inventory", &path, "--dry-run", "--output", "json"], &[]);
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["rounds_per_protocol"], 49);
+    assert_eq!(plan["plan"]["rounds"], 98);
+    assert_eq!(plan["plan"]["cycle_runs"], 1);
+}
+
+#[test]
+fn dry_run_shows_the_rotation_when_the_budget_is_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = inventory(dir.path(), 50);
+    // 5s tests take about 6s a round: 240s hold 40 of the 98 rounds, so 3 runs cover the mesh.
+    let output =
+        monitor(&["run", "--inventory", &path, "--dry-run", "--output", "json"], &[("IPERF3_MONITOR_BUDGET", "240")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["plan"]["rounds"], 40);
+    assert_eq!(plan["plan"]["cycle_runs"], 3);
+    let output = monitor(&["run", "--inventory", &path, "--dry-run", "--budget", "240"], &[]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("coverage: every pair is measured once every 3 run(s), i.e. every 900s"), "{text}");
+}
+
+#[test]
+fn configuration_errors_name_the_offender_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = inventory(dir.path(), 3);
+    let bad = common::write_file(
+        dir.path(),
+        "bad.yaml",
+        "nodes:\n  - name: a\n    address: 198.18.0.1\n  - name: b\n    address: 'x; rm -rf /'\n",
+    );
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec!["run", "--inventory", bad.to_str().unwrap()], vec![], "nodes[1].address"),
+        (vec!["run", "--inventory", "/nonexistent/inventory.yaml"], vec![], "cannot read it"),
+        (vec!["run", "--inventory", &good, "--mode", "star"], vec![], "--source-node"),
+        (vec!["run", "--inventory", &good], vec![("IPERF3_MONITOR_DURATION", "soon")], "--duration"),
+        (vec!["run", "--inventory", &good], vec![("IPERF3_MONITOR_PROTOCOLS", "tcp,icmp")], "--protocols"),
+        (vec!["run", "--inventory", &good, "--udp-bitrate", "lots"], vec![], "--udp-bitrate"),
+        (vec!["run", "--inventory", &good, "--remote-write-url", "prometheus:9090"], vec![], "--remote-write-url"),
+        (vec!["run", "--inventory", &good, "--budget", "3", "--dry-run"], vec![], "--budget"),
+        (vec!["run"], vec![], "--inventory"),
+    ];
+    for (args, env, expected) in cases {
+        let output = monitor(&args, &env);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(expected), "{args:?} {env:?}: no '{expected}' in {}", stderr(&output));
+        assert!(output.stdout.is_empty(), "{args:?}: printed a report");
+    }
+}
+
+#[test]
+fn logs_can_be_json_on_stderr_and_stdout_stays_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = inventory(dir.path(), 3);
+    let output = monitor(&["run", "--inventory", &path, "--dry-run", "--output", "json", "--log-format", "json"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    serde_json::from_slice::<Value>(&output.stdout).expect("stdout is one JSON document");
+    for line in stderr(&output).lines() {
+        let log: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(log["level"].is_string(), "{line}");
+    }
+}
