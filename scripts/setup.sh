@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the lab, the demo and the tests need on Debian 12 (as root). Idempotent: a
+# package already installed is left alone.
+set -euo pipefail
+
+packages=(iperf3 prometheus prometheus-pushgateway iproute2 iptables procps curl jq ca-certificates)
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "setup.sh: run as root (it installs Debian packages): sudo $0" >&2
+    exit 2
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "setup.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "setup.sh: no Rust toolchain: install one with rustup (https://rustup.rs), then run this again" >&2
+    exit 2
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test and check: formatting, lints, unit tests, the command-line contract, the
+# end-to-end tests on the namespace lab with real iperf3 and a real Prometheus, and the
+# dashboard and chart checks. Needs root (the lab). Installs what it needs first.
+#
+#   sudo ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+echo "== cargo fmt --check" >&2
+cargo fmt --check
+echo "== cargo clippy" >&2
+cargo clippy --locked --all-targets --quiet -- -D warnings
+echo "== cargo test" >&2
+cargo test --locked
