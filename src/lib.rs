@@ -25,7 +25,8 @@ use measure::{Measure, Measurement};
 use runner::process::ProcessRunner;
 use samples::{RunFacts, Sample};
 use schedule::{Plan, Schedule, Topology};
-use sinks::remote_write::{Delivery, RemoteWriteSink};
+use sinks::Sinks;
+use sinks::remote_write::Delivery;
 use targets::Node;
 
 /// The result of a run that measured.
@@ -161,16 +162,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
             schedule,
         })));
     }
-    let sink = match &config.remote_write_url {
-        Some(url) => Some(
-            RemoteWriteSink::new(url.clone(), config.push.clone())
-                .map_err(|e| Error::config("--remote-write-url", e))?,
-        ),
-        None => {
-            tracing::warn!("no --remote-write-url: the results are only printed");
-            None
-        }
-    };
+    let sinks = Sinks::new(&config)?;
 
     let measure = Measure {
         runner: &ProcessRunner,
@@ -192,12 +184,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         cycle_runs: plan.cycle_runs,
     };
     let samples = samples::build(&measured.measurements, &facts, config.cluster.as_deref());
-    let mut deliveries = Vec::new();
-    if let Some(sink) = sink {
-        let delivery = sink.push(&samples).await;
-        tracing::info!(url = %delivery.url, samples = delivery.samples, delivered = delivery.delivered_samples, requests = delivery.requests, "remote-write done");
-        deliveries.push(delivery);
-    }
+    let deliveries = sinks.deliver(&samples).await;
     Ok(RunOutcome::Measured(Box::new(RunReport {
         mode: config.mode,
         started_at_unix_seconds: unix_now as f64,
