@@ -106,6 +106,7 @@ if $from_source; then
   log "building $tag from source (target runtime)"
   podman build "${build_args[@]}" --build-arg "BUILDER_IMAGE=$builder_base" --target runtime "$repo"
 else
+  # shellcheck source=/dev/null
   if [[ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" != "$suite" ]]; then
     log "this host is not Debian $suite: its binary may need a newer glibc than the image has; use --from-source"
     exit 2

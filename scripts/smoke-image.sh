@@ -23,6 +23,7 @@ trap cleanup EXIT
 
 # The chart's pod security, as podman flags. Explicit, low rlimits: podman's
 # defaults raise them, which needs CAP_SYS_RESOURCE that some sandboxes lack.
+# shellcheck disable=SC2054 # the commas are tmpfs mount options
 run_flags=(
   --rm --runtime=runc --network=host
   --user 65532:65532 --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=16m
@@ -63,11 +64,11 @@ binary_help() {
 # The flags of the chart's CronJob with every feature on, against `run --help`.
 chart_flags_exist() {
   local tools="${IPERF3_MONITOR_TOOLS:-$HOME/.cache/iperf3-monitor-tools}" flag missing=0
-  [[ -x "$tools/bin/helm" ]] || { echo "no helm in $tools/bin: run scripts/check-chart.sh first"; return 1; }
+  "$repo/scripts/check-chart.sh" --install-tools
   [[ -s "$scratch/run-help.txt" ]] || podman run "${run_flags[@]}" "$image" run --help >"$scratch/run-help.txt"
   for values in all-features star-pod-network default; do
     "$tools/bin/helm" template smoke "$repo/chart" --values "$repo/chart/ci/$values-values.yaml"
-  done | python3 -c '
+  done | "$tools/venv/bin/python" -c '
 import sys, yaml
 flags = set()
 for doc in yaml.safe_load_all(sys.stdin):
@@ -90,8 +91,7 @@ print("\n".join(sorted(flags)))
 measure_between_containers() {
   server=$(podman run --detach "${run_flags[@]}" --name "iperf3-monitor-smoke-$$" \
     --entrypoint iperf3 "$image" --server --bind 127.0.0.1 --port "$port")
-  local i
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
