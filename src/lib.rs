@@ -22,6 +22,8 @@ use tokio::sync::watch;
 use config::{Mode, Output, Protocol, RunConfig};
 use error::{Error, Result, exit_code};
 use measure::{Measure, Measurement};
+use runner::NodeRunner;
+use runner::pod_exec::PodExecRunner;
 use runner::process::ProcessRunner;
 use samples::{RunFacts, Sample};
 use schedule::{Plan, Schedule, Topology};
@@ -128,7 +130,8 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let started_at = SystemTime::now();
     let started = Instant::now();
     let discovered = targets::discover(&config).await?;
-    let (nodes, topology) = arrange(discovered, &config)?;
+    let kubernetes = discovered.kubernetes;
+    let (nodes, topology) = arrange(discovered.nodes, &config)?;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let schedule = Schedule::new(topology, config.protocols.clone());
     let round_estimate = schedule.round_estimate(config.test.duration, config.concurrency);
@@ -165,7 +168,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let sinks = Sinks::new(&config)?;
 
     let measure = Measure {
-        runner: &ProcessRunner,
+        runner: &NodeRunner { process: ProcessRunner, pod_exec: kubernetes.map(PodExecRunner::new) },
         nodes: &nodes,
         settings: &config.test,
         concurrency: config.concurrency,
@@ -183,7 +186,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         cycle_rounds: plan.cycle_rounds,
         cycle_runs: plan.cycle_runs,
     };
-    let samples = samples::build(&measured.measurements, &facts, config.cluster.as_deref());
+    let samples = samples::build(&measured.measurements, &nodes, &facts, config.cluster.as_deref());
     let deliveries = sinks.deliver(&samples).await;
     Ok(RunOutcome::Measured(Box::new(RunReport {
         mode: config.mode,
@@ -214,9 +217,9 @@ fn arrange(mut nodes: Vec<Node>, config: &RunConfig) -> Result<(Vec<Node>, Topol
                 .clone()
                 .ok_or_else(|| Error::config("--source-node", "star mode needs a source node"))?;
             let source = match nodes.iter().position(|n| n.name == name) {
-                Some(i) => Node { client_command: Vec::new(), ..nodes.remove(i) },
+                Some(i) => Node { client_command: Vec::new(), pod: None, ..nodes.remove(i) },
                 // The job's node need not run a server; it is only the client.
-                None => Node { name, address: String::new(), port: 0, client_command: Vec::new() },
+                None => Node::new(name, "", 0, Vec::new()),
             };
             nodes.insert(0, source);
             let count = nodes.len();

@@ -272,9 +272,7 @@ mod tests {
     }
 
     fn nodes(n: usize) -> Vec<Node> {
-        (0..n)
-            .map(|i| Node { name: format!("n{i}"), address: format!("a{i}"), port: 5201, client_command: vec![] })
-            .collect()
+        (0..n).map(|i| Node::new(format!("n{i}"), format!("a{i}"), 5201, vec![])).collect()
     }
 
     fn settings() -> TestSettings {

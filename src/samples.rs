@@ -3,12 +3,13 @@
 //! One sample per measured value, timestamped with the test's end time; run-level samples carry
 //! the run's end time. Names follow the Prometheus rules: base units, no `_total` on gauges.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::SystemTime;
 
 use crate::config::Protocol;
 use crate::iperf3::TestResult;
 use crate::measure::Measurement;
+use crate::targets::{Node, NodeLabel};
 
 /// A metric's name and help text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,27 +75,36 @@ pub struct RunFacts {
     pub cycle_runs: usize,
 }
 
-/// Builds every sample of a run: per-measurement samples, then run-level samples.
-pub fn build(measurements: &[Measurement], run: &RunFacts, cluster: Option<&str>) -> Vec<Sample> {
+/// Builds every sample of a run: per-measurement samples, then run-level samples. Node labels
+/// (`--node-label-keys`) of `nodes` become `source_<suffix>` / `destination_<suffix>` labels.
+pub fn build(measurements: &[Measurement], nodes: &[Node], run: &RunFacts, cluster: Option<&str>) -> Vec<Sample> {
+    let node_labels: HashMap<&str, &[NodeLabel]> =
+        nodes.iter().map(|n| (n.name.as_str(), n.labels.as_slice())).collect();
     let mut samples = Vec::with_capacity(measurements.len() * 10 + 16);
     for m in measurements {
-        pair_samples(m, cluster, &mut samples);
+        let mut labels = vec![
+            ("destination_node", m.destination.clone()),
+            ("protocol", m.protocol.as_str().to_string()),
+            ("source_node", m.source.clone()),
+        ];
+        if let Some(cluster) = cluster {
+            labels.push(("cluster", cluster.to_string()));
+        }
+        for label in node_labels.get(m.source.as_str()).copied().unwrap_or_default() {
+            labels.push((label.names.source, label.value.clone()));
+        }
+        for label in node_labels.get(m.destination.as_str()).copied().unwrap_or_default() {
+            labels.push((label.names.destination, label.value.clone()));
+        }
+        labels.sort_by_key(|(name, _)| *name);
+        pair_samples(m, labels, &mut samples);
     }
     run_samples(measurements, run, cluster, &mut samples);
     samples
 }
 
-fn pair_samples(m: &Measurement, cluster: Option<&str>, out: &mut Vec<Sample>) {
+fn pair_samples(m: &Measurement, labels: Vec<(&'static str, String)>, out: &mut Vec<Sample>) {
     let ts = timestamp_ms(m.finished_at);
-    let mut labels = vec![
-        ("destination_node", m.destination.clone()),
-        ("protocol", m.protocol.as_str().to_string()),
-        ("source_node", m.source.clone()),
-    ];
-    if let Some(cluster) = cluster {
-        labels.push(("cluster", cluster.to_string()));
-    }
-    labels.sort_by_key(|(name, _)| *name);
     let mut push = |metric: Metric, value: f64| {
         out.push(Sample { metric, labels: labels.clone(), value, timestamp_ms: ts });
     };
@@ -240,13 +250,15 @@ mod tests {
                 receiver_cpu_utilization_ratio: None,
             })),
         );
-        let samples = build(&[tcp, udp], &facts(), Some("lab"));
+        let mut n1 = Node::new("n1", "a", 1, vec![]);
+        n1.labels = vec![NodeLabel { names: crate::config::NodeLabelNames::new("zone"), value: "z1".into() }];
+        let samples = build(&[tcp, udp], &[n1], &facts(), Some("lab"));
         let received = find(&samples, "iperf3_received_bytes_per_second");
         assert_eq!(received.len(), 2);
         assert_eq!(received[0].value, 99.0);
         assert_eq!(received[0].timestamp_ms, 1_700_000_000_123);
         let names: Vec<&str> = received[0].labels.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["cluster", "destination_node", "protocol", "source_node"]);
+        assert_eq!(names, ["cluster", "destination_node", "protocol", "source_node", "source_zone"]);
         assert_eq!(find(&samples, "iperf3_retransmits")[0].value, 4.0);
         assert_eq!(find(&samples, "iperf3_loss_ratio")[0].value, 0.1);
         assert_eq!(find(&samples, "iperf3_jitter_seconds")[0].value, 0.002);
@@ -263,7 +275,7 @@ mod tests {
     fn a_failure_has_success_zero_and_a_bounded_reason() {
         let failed =
             measurement(Protocol::Tcp, Outcome::Failure(Failure::new(FailureReason::Refused, "Connection refused")));
-        let samples = build(&[failed], &facts(), None);
+        let samples = build(&[failed], &[], &facts(), None);
         assert_eq!(find(&samples, "iperf3_test_success")[0].value, 0.0);
         assert!(find(&samples, "iperf3_received_bytes_per_second").is_empty());
         let failure = find(&samples, "iperf3_test_failure");

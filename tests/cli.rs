@@ -115,7 +115,6 @@ fn configuration_errors_name_the_offender_and_exit_2() {
         (vec!["run", "--inventory", &good, "--udp-bitrate", "lots"], vec![], "--udp-bitrate"),
         (vec!["run", "--inventory", &good, "--remote-write-url", "prometheus:9090"], vec![], "--remote-write-url"),
         (vec!["run", "--inventory", &good, "--budget", "3", "--dry-run"], vec![], "--budget"),
-        (vec!["run"], vec![], "--inventory"),
     ];
     for (args, env, expected) in cases {
         let output = monitor(&args, &env);
@@ -123,6 +122,21 @@ fn configuration_errors_name_the_offender_and_exit_2() {
         assert!(stderr(&output).contains(expected), "{args:?} {env:?}: no '{expected}' in {}", stderr(&output));
         assert!(output.stdout.is_empty(), "{args:?}: printed a report");
     }
+}
+
+#[test]
+fn without_inventory_or_cluster_discovery_fails_with_exit_4() {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(common::binary())
+        .args(["run", "--protocols", "tcp"])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("pass --inventory FILE"), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
 }
 
 #[test]

@@ -2,12 +2,17 @@
 //! local process (with the node's `client_command` prefix) is one implementation, Kubernetes
 //! exec into the node's server pod another.
 
+pub mod pod_exec;
 pub mod process;
 
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt};
+
 use crate::targets::Node;
+use pod_exec::PodExecRunner;
+use process::ProcessRunner;
 
 /// Most bytes of a client's stdout or stderr that are kept; iperf3's summary is a few KiB.
 pub const MAX_OUTPUT_BYTES: usize = 4 << 20;
@@ -41,4 +46,40 @@ pub trait ClientRunner: Send + Sync {
         argv: &[String],
         timeout: Duration,
     ) -> impl Future<Output = Result<ClientOutput, RunError>> + Send;
+}
+
+/// Runs each client where its node says: in the node's server pod when it has one (mesh mode
+/// in Kubernetes), else as a local process behind the node's `client_command`.
+#[derive(Debug, Default)]
+pub struct NodeRunner {
+    pub process: ProcessRunner,
+    pub pod_exec: Option<PodExecRunner>,
+}
+
+impl ClientRunner for NodeRunner {
+    async fn run(&self, node: &Node, argv: &[String], timeout: Duration) -> Result<ClientOutput, RunError> {
+        match (&node.pod, &self.pod_exec) {
+            (Some(pod), Some(pod_exec)) => pod_exec.exec(pod, argv, timeout).await,
+            _ => self.process.run(node, argv, timeout).await,
+        }
+    }
+}
+
+/// Reads a pipe to its end, keeping at most [`MAX_OUTPUT_BYTES`].
+pub(crate) async fn read_capped(pipe: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
+    let Some(mut pipe) = pipe else { return (Vec::new(), false) };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let mut truncated = false;
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = MAX_OUTPUT_BYTES - kept.len();
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                truncated |= n > room;
+            }
+        }
+    }
+    (kept, truncated)
 }

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use super::{ClientOutput, ClientRunner, MAX_OUTPUT_BYTES, RunError};
+use super::{ClientOutput, ClientRunner, RunError, read_capped};
 use crate::targets::Node;
 
 /// Starts each client as a child process of this one.
@@ -53,36 +52,12 @@ impl ClientRunner for ProcessRunner {
     }
 }
 
-/// Reads a pipe to its end, keeping at most [`MAX_OUTPUT_BYTES`].
-async fn read_capped(pipe: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
-    let Some(mut pipe) = pipe else { return (Vec::new(), false) };
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    let mut truncated = false;
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = MAX_OUTPUT_BYTES - kept.len();
-                kept.extend_from_slice(&buf[..n.min(room)]);
-                truncated |= n > room;
-            }
-        }
-    }
-    (kept, truncated)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn node(prefix: &[&str]) -> Node {
-        Node {
-            name: "n".into(),
-            address: "127.0.0.1".into(),
-            port: 5201,
-            client_command: prefix.iter().map(|s| s.to_string()).collect(),
-        }
+        Node::new("n", "127.0.0.1", 5201, prefix.iter().map(|s| s.to_string()).collect())
     }
 
     fn argv(args: &[&str]) -> Vec<String> {
@@ -129,7 +104,7 @@ mod tests {
             .run(&node(&[]), &argv(&["head", "-c", "10000000", "/dev/zero"]), Duration::from_secs(10))
             .await
             .unwrap();
-        assert_eq!(out.stdout.len(), MAX_OUTPUT_BYTES);
+        assert_eq!(out.stdout.len(), crate::runner::MAX_OUTPUT_BYTES);
         assert!(out.truncated);
     }
 }

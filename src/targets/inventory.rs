@@ -75,12 +75,7 @@ pub fn parse(text: &str, default_port: u16) -> std::result::Result<Vec<Node>, St
                 node.name
             ));
         }
-        nodes.push(Node {
-            name: node.name,
-            address: node.address,
-            port: node.port.unwrap_or(default_port),
-            client_command: node.client_command,
-        });
+        nodes.push(Node::new(node.name, node.address, node.port.unwrap_or(default_port), node.client_command));
     }
     if nodes.is_empty() {
         return Err("nodes: the inventory lists no node".into());

@@ -4,11 +4,12 @@
 //! nodes. The static inventory is one source; Kubernetes discovery plugs in beside it.
 
 pub mod inventory;
+pub mod kubernetes;
 
 use serde::Serialize;
 
-use crate::config::RunConfig;
-use crate::error::{Error, Result};
+use crate::config::{NodeLabelNames, RunConfig};
+use crate::error::Result;
 
 /// A node with an iperf3 server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,12 +24,62 @@ pub struct Node {
     /// empty: the command runs in this process's environment.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub client_command: Vec<String>,
+    /// The node's iperf3 server pod, when discovered in Kubernetes; mesh-mode clients run in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRef>,
+    /// Node labels chosen with --node-label-keys.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<NodeLabel>,
 }
 
-/// Loads the nodes named by the configuration.
-pub async fn discover(config: &RunConfig) -> Result<Vec<Node>> {
+/// A node label copied onto the node's pair series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeLabel {
+    #[serde(skip)]
+    pub names: NodeLabelNames,
+    pub value: String,
+}
+
+impl Node {
+    /// A node reached at `address:port`, running its clients behind `client_command`.
+    pub fn new(name: impl Into<String>, address: impl Into<String>, port: u16, client_command: Vec<String>) -> Self {
+        Node { name: name.into(), address: address.into(), port, client_command, pod: None, labels: Vec::new() }
+    }
+}
+
+/// A pod that runs an iperf3 server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    /// The container that runs the iperf3 server (and, in mesh mode, the clients).
+    pub container: Option<String>,
+}
+
+/// The nodes of a run, and the Kubernetes client that found them (for exec), if any.
+pub struct Discovered {
+    pub nodes: Vec<Node>,
+    pub kubernetes: Option<kube::Client>,
+}
+
+impl std::fmt::Debug for Discovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovered")
+            .field("nodes", &self.nodes)
+            .field("kubernetes", &self.kubernetes.is_some())
+            .finish()
+    }
+}
+
+/// Loads the nodes named by the configuration: the inventory if one is given, else the
+/// server pods in Kubernetes.
+pub async fn discover(config: &RunConfig) -> Result<Discovered> {
     match &config.inventory {
-        Some(path) => inventory::load(path, config.default_port).await,
-        None => Err(Error::Discovery { message: "no target source configured: pass --inventory FILE".into() }),
+        Some(path) => Ok(Discovered { nodes: inventory::load(path, config.default_port).await?, kubernetes: None }),
+        None => {
+            let (nodes, client) =
+                kubernetes::discover(&config.kubernetes, config.default_port, config.test.timeout).await?;
+            Ok(Discovered { nodes, kubernetes: Some(client) })
+        }
     }
 }

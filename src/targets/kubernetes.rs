@@ -1,0 +1,311 @@
+//! Kubernetes discovery: the iperf3 server pods of a DaemonSet become the run's nodes, one per
+//! Kubernetes node. The pod → node mapping ([`select_servers`]) is pure.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node as KubeNode, Pod};
+use kube::api::{Api, ListParams};
+use kube::{Client, Config};
+use serde::de::DeserializeOwned;
+
+use super::{Node, NodeLabel, PodRef};
+use crate::config::{KubernetesSettings, NodeLabelNames};
+use crate::error::{Error, Result};
+
+/// The name of the server container's port that gives the iperf3 port.
+pub const PORT_NAME: &str = "iperf3";
+
+/// Finds the server pods and returns one node per Kubernetes node, sorted by name, with the
+/// client that found them (mesh mode execs through it).
+pub async fn discover(
+    settings: &KubernetesSettings,
+    default_port: u16,
+    test_timeout: Duration,
+) -> Result<(Vec<Node>, Client)> {
+    let mut config = Config::infer().await.map_err(|e| Error::Discovery {
+        message: format!(
+            "no Kubernetes API configuration (in-cluster service account or KUBECONFIG): {e}; \
+             pass --inventory FILE to measure a static fleet"
+        ),
+    })?;
+    config.connect_timeout = Some(settings.api_timeout);
+    // An exec stream is silent for a whole test: iperf3 prints its report at the end.
+    config.read_timeout = Some(test_timeout + settings.api_timeout);
+    let namespace = settings.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config)
+        .map_err(|e| Error::Discovery { message: format!("connecting to the Kubernetes API at {server}: {e}") })?;
+
+    let (api, scope): (Api<Pod>, String) = if settings.all_namespaces {
+        (Api::all(client.clone()), "all namespaces".into())
+    } else {
+        (Api::namespaced(client.clone(), &namespace), format!("namespace {namespace}"))
+    };
+    let params = ListParams::default().labels(&settings.selector);
+    let pods = list_all(&api, &params, settings.page_size, settings.api_timeout).await.map_err(|e| {
+        explain(e, &format!("listing pods with selector '{}' in {scope}", settings.selector), "list", "pods", &scope)
+    })?;
+    let selection = select_servers(&pods, default_port, settings.container.as_deref());
+    tracing::info!(
+        pods = pods.len(),
+        nodes = selection.nodes.len(),
+        not_ready = selection.not_ready.len(),
+        duplicates = selection.duplicates.len(),
+        "discovered iperf3 server pods in {scope}"
+    );
+    if !selection.not_ready.is_empty() {
+        tracing::warn!(pods = ?selection.not_ready, "server pods skipped: not running, not ready, or without an IP or node");
+    }
+    if !selection.duplicates.is_empty() {
+        tracing::warn!(pods = ?selection.duplicates, "more than one server pod on a node: the oldest is used");
+    }
+    let mut nodes = selection.nodes;
+    if !settings.node_labels.is_empty() {
+        let api: Api<KubeNode> = Api::all(client.clone());
+        let kube_nodes = list_all(&api, &ListParams::default(), settings.page_size, settings.api_timeout)
+            .await
+            .map_err(|e| explain(e, "listing nodes for --node-label-keys", "list", "nodes", "the cluster"))?;
+        attach_labels(&mut nodes, &kube_nodes, &settings.node_labels);
+    }
+    Ok((nodes, client))
+}
+
+/// Why a list failed.
+#[derive(Debug)]
+enum ListError {
+    Api(kube::Error),
+    Timeout(Duration),
+}
+
+/// Lists every object, page by page (`limit` + `continue`). An expired continue token (410)
+/// restarts the list once, as client-go does.
+async fn list_all<K>(api: &Api<K>, params: &ListParams, page_size: u32, timeout: Duration) -> Result<Vec<K>, ListError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    let mut restarted = false;
+    loop {
+        let mut page_params = params.clone().limit(page_size);
+        if let Some(token) = &token {
+            page_params = page_params.continue_token(token);
+        }
+        let page = match tokio::time::timeout(timeout, api.list(&page_params)).await {
+            Err(_) => return Err(ListError::Timeout(timeout)),
+            Ok(Err(kube::Error::Api(status))) if status.code == 410 && !restarted => {
+                tracing::warn!("the list's continue token expired; listing again from the start");
+                items.clear();
+                token = None;
+                restarted = true;
+                continue;
+            }
+            Ok(result) => result.map_err(ListError::Api)?,
+        };
+        items.extend(page.items);
+        match page.metadata.continue_ {
+            Some(next) if !next.is_empty() => token = Some(next),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// Turns a failed API call into an error that says what to do.
+fn explain(error: ListError, what: &str, verb: &str, resource: &str, scope: &str) -> Error {
+    let message = match error {
+        ListError::Timeout(timeout) => format!(
+            "{what}: the Kubernetes API did not answer within {}s (--api-timeout); is it reachable from here?",
+            timeout.as_secs()
+        ),
+        ListError::Api(kube::Error::Api(status)) if status.code == 403 => format!(
+            "{what}: forbidden: {}. Grant the job's service account '{verb}' on '{resource}' in {scope} (see the README's RBAC section)",
+            status.message
+        ),
+        ListError::Api(kube::Error::Api(status)) if status.code == 401 => {
+            format!(
+                "{what}: unauthorized: {}; check the service account token or kubeconfig credentials",
+                status.message
+            )
+        }
+        ListError::Api(kube::Error::Api(status)) => {
+            format!("{what}: the Kubernetes API answered {} {}: {}", status.code, status.reason, status.message)
+        }
+        ListError::Api(other) => format!("{what}: {other}"),
+    };
+    Error::Discovery { message }
+}
+
+/// The outcome of choosing one server pod per node.
+#[derive(Debug, Default, PartialEq)]
+pub struct Selection {
+    /// One per Kubernetes node, sorted by node name.
+    pub nodes: Vec<Node>,
+    /// `namespace/name` of pods that cannot serve: not running, not ready, no IP or no node.
+    pub not_ready: Vec<String>,
+    /// `namespace/name` of ready pods on a node that already has an older one.
+    pub duplicates: Vec<String>,
+}
+
+/// Chooses the pods that serve: Running, Ready, with a pod IP and a node, not being deleted;
+/// on a node with several, the oldest (then the first by namespace/name).
+pub fn select_servers(pods: &[Pod], default_port: u16, container: Option<&str>) -> Selection {
+    let mut selection = Selection::default();
+    let mut by_node: BTreeMap<String, Vec<(&Pod, Node)>> = BTreeMap::new();
+    for pod in pods {
+        match pod_to_target(pod, default_port, container) {
+            Some(node) => by_node.entry(node.name.clone()).or_default().push((pod, node)),
+            None => selection.not_ready.push(pod_id(pod)),
+        }
+    }
+    for (_, mut candidates) in by_node {
+        candidates.sort_by(|(a, _), (b, _)| {
+            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            created(a).cmp(&created(b)).then_with(|| pod_id(a).cmp(&pod_id(b)))
+        });
+        let mut candidates = candidates.into_iter();
+        if let Some((_, node)) = candidates.next() {
+            selection.nodes.push(node);
+        }
+        selection.duplicates.extend(candidates.map(|(pod, _)| pod_id(pod)));
+    }
+    selection
+}
+
+/// The node a server pod serves, if it can serve now.
+pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> Option<Node> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let spec = pod.spec.as_ref()?;
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Running") {
+        return None;
+    }
+    let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+    let node_name = spec.node_name.clone().filter(|n| !n.is_empty())?;
+    let address = status.pod_ip.clone().filter(|ip| !ip.is_empty())?;
+    if !ready {
+        return None;
+    }
+    let named_port = spec.containers.iter().find_map(|c| {
+        c.ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(PORT_NAME))
+            .map(|p| (c.name.clone(), p.container_port))
+    });
+    let port = named_port.as_ref().and_then(|(_, p)| u16::try_from(*p).ok()).filter(|p| *p > 0).unwrap_or(default_port);
+    let container = container
+        .map(str::to_string)
+        .or_else(|| named_port.map(|(c, _)| c))
+        .or_else(|| spec.containers.first().map(|c| c.name.clone()));
+    let mut node = Node::new(node_name, address, port, Vec::new());
+    node.pod = Some(PodRef {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        container,
+    });
+    Some(node)
+}
+
+/// Copies the chosen node labels onto the nodes (a node without the label gets none).
+pub fn attach_labels(nodes: &mut [Node], kube_nodes: &[KubeNode], keys: &[(String, NodeLabelNames)]) {
+    let labels: BTreeMap<&str, &BTreeMap<String, String>> =
+        kube_nodes.iter().filter_map(|n| Some((n.metadata.name.as_deref()?, n.metadata.labels.as_ref()?))).collect();
+    for node in nodes {
+        let Some(node_labels) = labels.get(node.name.as_str()) else { continue };
+        node.labels = keys
+            .iter()
+            .filter_map(|(key, names)| Some(NodeLabel { names: *names, value: node_labels.get(key)?.clone() }))
+            .filter(|label| !label.value.is_empty())
+            .collect();
+    }
+}
+
+fn pod_id(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, node: &str, ip: &str, phase: &str, ready: bool, created: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "monitoring", "creationTimestamp": created},
+            "spec": {"nodeName": node, "containers": [
+                {"name": "sidecar"},
+                {"name": "iperf3", "ports": [{"name": "iperf3", "containerPort": 5202, "protocol": "TCP"}]}
+            ]},
+            "status": {"phase": phase, "podIP": ip, "conditions": [
+                {"type": "Ready", "status": if ready { "True" } else { "False" }}
+            ]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_ready_pod_becomes_its_node() {
+        let node =
+            pod_to_target(&pod("s-1", "worker-1", "10.0.0.5", "Running", true, "2026-01-01T00:00:00Z"), 5201, None)
+                .unwrap();
+        assert_eq!((node.name.as_str(), node.address.as_str(), node.port), ("worker-1", "10.0.0.5", 5202));
+        let pod_ref = node.pod.unwrap();
+        assert_eq!((pod_ref.namespace.as_str(), pod_ref.name.as_str()), ("monitoring", "s-1"));
+        assert_eq!(pod_ref.container.as_deref(), Some("iperf3"));
+    }
+
+    #[test]
+    fn pods_that_cannot_serve_are_skipped() {
+        let t = "2026-01-01T00:00:00Z";
+        for bad in [
+            pod("a", "w", "10.0.0.1", "Pending", true, t),
+            pod("a", "w", "10.0.0.1", "Running", false, t),
+            pod("a", "", "10.0.0.1", "Running", true, t),
+            pod("a", "w", "", "Running", true, t),
+        ] {
+            assert_eq!(pod_to_target(&bad, 5201, None), None, "{bad:?}");
+        }
+        let mut deleting = pod("a", "w", "10.0.0.1", "Running", true, t);
+        deleting.metadata.deletion_timestamp = deleting.metadata.creation_timestamp.clone();
+        assert_eq!(pod_to_target(&deleting, 5201, None), None);
+    }
+
+    #[test]
+    fn one_server_per_node_the_oldest_and_sorted_by_node() {
+        let pods = [
+            pod("new", "w2", "10.0.0.3", "Running", true, "2026-02-01T00:00:00Z"),
+            pod("old", "w2", "10.0.0.2", "Running", true, "2026-01-01T00:00:00Z"),
+            pod("only", "w1", "10.0.0.1", "Running", true, "2026-03-01T00:00:00Z"),
+            pod("sick", "w3", "10.0.0.4", "Running", false, "2026-03-01T00:00:00Z"),
+        ];
+        let selection = select_servers(&pods, 5201, Some("main"));
+        let chosen: Vec<(&str, &str)> = selection.nodes.iter().map(|n| (n.name.as_str(), n.address.as_str())).collect();
+        assert_eq!(chosen, [("w1", "10.0.0.1"), ("w2", "10.0.0.2")]);
+        assert_eq!(selection.duplicates, ["monitoring/new"]);
+        assert_eq!(selection.not_ready, ["monitoring/sick"]);
+        assert_eq!(selection.nodes[0].pod.as_ref().unwrap().container.as_deref(), Some("main"));
+    }
+
+    #[test]
+    fn node_labels_are_attached_by_suffix() {
+        let mut nodes = vec![Node::new("w1", "10.0.0.1", 5201, vec![]), Node::new("w2", "10.0.0.2", 5201, vec![])];
+        let kube_nodes: Vec<KubeNode> = vec![
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "w1", "labels": {"topology.kubernetes.io/zone": "eu-1a", "other": "x"}}
+            }))
+            .unwrap(),
+        ];
+        let zone = NodeLabelNames::new("zone");
+        attach_labels(&mut nodes, &kube_nodes, &[("topology.kubernetes.io/zone".into(), zone)]);
+        assert_eq!(nodes[0].labels, [NodeLabel { names: zone, value: "eu-1a".into() }]);
+        assert_eq!(zone.source, "source_zone");
+        assert!(nodes[1].labels.is_empty());
+    }
+}
