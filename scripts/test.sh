@@ -15,3 +15,5 @@ echo "== cargo clippy" >&2
 cargo clippy --locked --all-targets --quiet -- -D warnings
 echo "== cargo test" >&2
 cargo test --locked
+echo "== dashboards and alerts" >&2
+scripts/check-dashboards.sh

@@ -170,6 +170,16 @@ fn mesh_of_five_nodes_over_tcp_and_udp() {
     assert_eq!(common::value_of(&rounds[0]), (2 * (n - 1)) as f64);
     let failures = prom.query("iperf3_monitor_run_tests{result=\"failure\"}");
     assert_eq!(common::value_of(&failures[0]), 0.0);
+
+    // Every dashboard panel answers from this real run, and the matrix has N×(N-1) cells.
+    let dashboards = std::process::Command::new(common::repo().join("scripts/check-dashboard-queries.sh"))
+        .args([prom.url.as_str(), "--nodes", "5", "--protocols", "tcp,udp"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dashboards.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&dashboards.stderr));
+    assert!(dashboards.status.success(), "dashboard queries failed on real data");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
 }
 
 #[test]
