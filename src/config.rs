@@ -38,6 +38,16 @@ pub enum Mode {
     Star,
 }
 
+/// Which tests may share a round in a mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pairing {
+    /// Each node sends one test and receives another: N-1 rounds per protocol.
+    Duplex,
+    /// Each node is in at most one test: 2(N-1) rounds (even N) or 2N (odd N) per protocol.
+    Exclusive,
+}
+
 /// An iperf3 test protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,6 +99,10 @@ pub struct RunArgs {
     /// mesh: every ordered pair, the client on the source node; star: this process is the only client.
     #[arg(long, env = "IPERF3_MONITOR_MODE", value_enum, default_value_t = Mode::Mesh)]
     pub mode: Mode,
+
+    /// duplex: a node sends one test while it receives another (fewest rounds); exclusive: a node is in one test at a time (for links whose ACKs queue behind their own traffic).
+    #[arg(long, env = "IPERF3_MONITOR_PAIRING", value_enum, default_value_t = Pairing::Duplex)]
+    pub pairing: Pairing,
 
     /// The node this process runs on, the source of every test in star mode [default: $NODE_NAME].
     #[arg(long, env = "IPERF3_MONITOR_SOURCE_NODE", value_name = "NAME")]
@@ -296,6 +310,7 @@ pub struct RunConfig {
     pub inventory: Option<PathBuf>,
     pub kubernetes: KubernetesSettings,
     pub mode: Mode,
+    pub pairing: Pairing,
     /// The client's node in star mode.
     pub source_node: Option<String>,
     pub protocols: Vec<Protocol>,
@@ -368,6 +383,7 @@ impl RunArgs {
             inventory: self.inventory,
             kubernetes: self.kubernetes.into_settings()?,
             mode: self.mode,
+            pairing: self.pairing,
             source_node,
             protocols,
             test: TestSettings {

@@ -209,7 +209,7 @@ fn arrange(mut nodes: Vec<Node>, config: &RunConfig) -> Result<(Vec<Node>, Topol
     match config.mode {
         Mode::Mesh => {
             let count = nodes.len();
-            Ok((nodes, Topology::Mesh { nodes: count }))
+            Ok((nodes, Topology::Mesh { nodes: count, pairing: config.pairing }))
         }
         Mode::Star => {
             let name = config

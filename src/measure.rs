@@ -288,7 +288,8 @@ mod tests {
     async fn measure(runner: &FakeRunner, n: usize) -> Measured {
         let nodes = nodes(n);
         let settings = settings();
-        let schedule = Schedule::new(Topology::Mesh { nodes: n }, vec![Protocol::Tcp]);
+        let schedule =
+            Schedule::new(Topology::Mesh { nodes: n, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(2), 0).unwrap();
         let (_tx, stop) = watch::channel(false);
         let measure = Measure { runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
@@ -361,7 +362,8 @@ mod tests {
         let runner = FakeRunner::default();
         let nodes = nodes(4);
         let settings = settings();
-        let schedule = Schedule::new(Topology::Mesh { nodes: 4 }, vec![Protocol::Tcp]);
+        let schedule =
+            Schedule::new(Topology::Mesh { nodes: 4, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(2), 0).unwrap();
         let (tx, stop) = watch::channel(false);
         tx.send(true).unwrap();

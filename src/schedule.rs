@@ -2,17 +2,24 @@
 //! receives more than one test, and the rotation of rounds across runs when a run's budget
 //! cannot hold the whole mesh. Pure: nodes are indexes, nothing here runs anything.
 //!
-//! The mesh of N nodes has N(N-1) directed pairs and every node must send N-1 times, so N-1
-//! rounds per protocol is the lower bound. Round k (1 ≤ k < N) pairs every node i with
-//! (i + k) mod N: each node sends once and receives once, and the N-1 rounds cover every
-//! ordered pair exactly once, for odd and even N alike. Rounds are computed on demand, so a
-//! 5,000-node plan allocates nothing per pair.
+//! Duplex pairing (the default): the mesh of N nodes has N(N-1) directed pairs and every node
+//! must send N-1 times, so N-1 rounds per protocol is the lower bound. Round k (1 ≤ k < N) pairs
+//! every node i with (i + k) mod N: each node sends once and receives once, and the N-1 rounds
+//! cover every ordered pair exactly once, for odd and even N alike.
+//!
+//! Exclusive pairing: no node is in more than one test per round, sending or receiving. Every
+//! node is in 2(N-1) tests, so 2(N-1) rounds is the lower bound for even N; for odd N a round
+//! holds at most (N-1)/2 tests, so N(N-1) / ((N-1)/2) = 2N rounds. The circle method gives N-1
+//! perfect matchings of N nodes (even N; odd N adds an idle slot: N matchings), and each
+//! matching is run once in each direction: both bounds are met.
+//!
+//! Rounds are computed on demand, so a 5,000-node plan allocates nothing per pair.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::Protocol;
+use crate::config::{Pairing, Protocol};
 
 /// Time a test needs beyond its duration (process start, connection, parameter exchange,
 /// results), used to estimate how many rounds fit in a budget.
@@ -30,7 +37,7 @@ pub struct Pair {
 #[serde(rename_all = "lowercase")]
 pub enum Topology {
     /// Every ordered pair of `nodes` nodes.
-    Mesh { nodes: usize },
+    Mesh { nodes: usize, pairing: Pairing },
     /// Node 0 is the only client; it sends to every other of `nodes` nodes.
     Star { nodes: usize },
 }
@@ -68,13 +75,19 @@ impl Schedule {
 
     fn nodes(&self) -> usize {
         match self.topology {
-            Topology::Mesh { nodes } | Topology::Star { nodes } => nodes,
+            Topology::Mesh { nodes, .. } | Topology::Star { nodes } => nodes,
         }
     }
 
-    /// Rounds per protocol: N-1, the lower bound, in both topologies.
+    /// Rounds per protocol, each the lower bound: N-1 for duplex meshes and stars, 2(N-1)
+    /// (even N) or 2N (odd N) for exclusive meshes.
     pub fn rounds_per_protocol(&self) -> usize {
-        self.nodes().saturating_sub(1)
+        let n = self.nodes();
+        match self.topology {
+            _ if n < 2 => 0,
+            Topology::Mesh { pairing: Pairing::Exclusive, .. } => 2 * matchings(n),
+            _ => n - 1,
+        }
     }
 
     /// Rounds in the whole cycle (all protocols).
@@ -85,7 +98,7 @@ impl Schedule {
     /// Directed pairs a protocol covers in one cycle.
     pub fn pairs_per_protocol(&self) -> usize {
         match self.topology {
-            Topology::Mesh { nodes } => nodes * nodes.saturating_sub(1),
+            Topology::Mesh { nodes, .. } => nodes * nodes.saturating_sub(1),
             Topology::Star { nodes } => nodes.saturating_sub(1),
         }
     }
@@ -93,8 +106,9 @@ impl Schedule {
     /// Tests in every round.
     pub fn tests_per_round(&self) -> usize {
         match self.topology {
-            Topology::Mesh { nodes } if nodes >= 2 => nodes,
-            Topology::Mesh { .. } => 0,
+            Topology::Mesh { nodes, .. } if nodes < 2 => 0,
+            Topology::Mesh { nodes, pairing: Pairing::Duplex } => nodes,
+            Topology::Mesh { nodes, pairing: Pairing::Exclusive } => nodes / 2,
             Topology::Star { .. } => 1,
         }
     }
@@ -123,15 +137,39 @@ impl Schedule {
 
 impl Round {
     /// The tests of this round, generated lazily.
-    pub fn pairs(&self) -> impl Iterator<Item = Pair> + '_ {
-        let (nodes, star) = match self.topology {
-            Topology::Mesh { nodes } => (nodes, false),
-            Topology::Star { nodes } => (nodes, true),
-        };
+    pub fn pairs(&self) -> Box<dyn Iterator<Item = Pair> + '_> {
         let offset = self.offset;
-        let sources = if star { 0..1 } else { 0..nodes };
-        sources.map(move |source| Pair { source, destination: (source + offset) % nodes })
+        match self.topology {
+            Topology::Star { nodes } => Box::new(std::iter::once(Pair { source: 0, destination: offset % nodes })),
+            Topology::Mesh { nodes, pairing: Pairing::Duplex } => {
+                Box::new((0..nodes).map(move |source| Pair { source, destination: (source + offset) % nodes }))
+            }
+            Topology::Mesh { nodes, pairing: Pairing::Exclusive } => {
+                // Offsets 1, 2 run matching 0 one way then the other; 3, 4 matching 1; ...
+                let matching = (offset - 1) / 2;
+                let reversed = offset % 2 == 0;
+                Box::new(matching_pairs(nodes, matching).map(move |(a, b)| {
+                    let (source, destination) = if reversed { (b, a) } else { (a, b) };
+                    Pair { source, destination }
+                }))
+            }
+        }
     }
+}
+
+/// Perfect matchings the circle method makes for `n` nodes: n-1 for even n, n for odd n.
+fn matchings(n: usize) -> usize {
+    if n % 2 == 0 { n - 1 } else { n }
+}
+
+/// The undirected pairs of matching `m` by the circle method: slot `size-1` stays fixed, the
+/// others turn. Odd `n` gets an extra slot `n`, whose partner sits the matching out.
+fn matching_pairs(n: usize, m: usize) -> impl Iterator<Item = (usize, usize)> {
+    let size = n + n % 2;
+    let ring = size - 1;
+    let fixed = std::iter::once((m, ring));
+    let others = (1..size / 2).map(move |k| ((m + k) % ring, (m + ring - k) % ring));
+    fixed.chain(others).filter(move |(a, b)| *a < n && *b < n)
 }
 
 /// Which rounds of the cycle one run measures.
@@ -227,28 +265,65 @@ mod tests {
 
     const BOTH: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
 
-    #[test]
-    fn mesh_reaches_the_lower_bound_and_covers_every_pair_once_for_n_1_to_60() {
-        for n in 1..=60 {
-            let schedule = Schedule::new(Topology::Mesh { nodes: n }, BOTH.to_vec());
-            assert_eq!(schedule.rounds_per_protocol(), n.saturating_sub(1), "n={n}");
-            for protocol in BOTH {
-                let mut seen = HashSet::new();
-                for round in (0..schedule.total_rounds()).filter_map(|i| schedule.round(i)) {
-                    if round.protocol != protocol {
-                        continue;
-                    }
-                    let mut senders = HashSet::new();
-                    let mut receivers = HashSet::new();
-                    for pair in round.pairs() {
-                        assert_ne!(pair.source, pair.destination, "n={n}: self test");
-                        assert!(pair.source < n && pair.destination < n);
-                        assert!(senders.insert(pair.source), "n={n}: node {} sends twice", pair.source);
-                        assert!(receivers.insert(pair.destination), "n={n}: node {} receives twice", pair.destination);
-                        assert!(seen.insert(pair), "n={n}: {pair:?} measured twice");
-                    }
+    fn mesh(nodes: usize) -> Topology {
+        Topology::Mesh { nodes, pairing: Pairing::Duplex }
+    }
+
+    /// Every pair once per protocol, no self test; returns the rounds' pairs for further checks.
+    fn cover_every_pair_once(schedule: &Schedule, n: usize) -> Vec<Vec<Pair>> {
+        let mut rounds = Vec::new();
+        for protocol in BOTH {
+            let mut seen = HashSet::new();
+            for round in (0..schedule.total_rounds()).filter_map(|i| schedule.round(i)) {
+                if round.protocol != protocol {
+                    continue;
                 }
-                assert_eq!(seen.len(), n * n.saturating_sub(1), "n={n}: pairs missing");
+                let pairs: Vec<Pair> = round.pairs().collect();
+                assert_eq!(pairs.len(), schedule.tests_per_round(), "n={n}");
+                for pair in &pairs {
+                    assert_ne!(pair.source, pair.destination, "n={n}: self test");
+                    assert!(pair.source < n && pair.destination < n);
+                    assert!(seen.insert(*pair), "n={n}: {pair:?} measured twice");
+                }
+                rounds.push(pairs);
+            }
+            assert_eq!(seen.len(), n * n.saturating_sub(1), "n={n}: pairs missing");
+        }
+        rounds
+    }
+
+    #[test]
+    fn duplex_mesh_reaches_the_lower_bound_and_covers_every_pair_once_for_n_1_to_60() {
+        for n in 1..=60 {
+            let schedule = Schedule::new(mesh(n), BOTH.to_vec());
+            assert_eq!(schedule.rounds_per_protocol(), n.saturating_sub(1), "n={n}");
+            for round in cover_every_pair_once(&schedule, n) {
+                let mut senders = HashSet::new();
+                let mut receivers = HashSet::new();
+                for pair in round {
+                    assert!(senders.insert(pair.source), "n={n}: node {} sends twice", pair.source);
+                    assert!(receivers.insert(pair.destination), "n={n}: node {} receives twice", pair.destination);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exclusive_mesh_reaches_its_lower_bound_and_keeps_nodes_in_one_test_for_n_1_to_60() {
+        for n in 1..=60 {
+            let schedule = Schedule::new(Topology::Mesh { nodes: n, pairing: Pairing::Exclusive }, BOTH.to_vec());
+            let bound = match n {
+                0 | 1 => 0,
+                n if n % 2 == 0 => 2 * (n - 1),
+                n => 2 * n,
+            };
+            assert_eq!(schedule.rounds_per_protocol(), bound, "n={n}");
+            for round in cover_every_pair_once(&schedule, n) {
+                let mut busy = HashSet::new();
+                for pair in round {
+                    assert!(busy.insert(pair.source), "n={n}: node {} in two tests", pair.source);
+                    assert!(busy.insert(pair.destination), "n={n}: node {} in two tests", pair.destination);
+                }
             }
         }
     }
@@ -268,14 +343,14 @@ mod tests {
 
     #[test]
     fn protocols_follow_each_other() {
-        let schedule = Schedule::new(Topology::Mesh { nodes: 3 }, BOTH.to_vec());
+        let schedule = Schedule::new(mesh(3), BOTH.to_vec());
         let protocols: Vec<Protocol> = (0..4).filter_map(|i| schedule.round(i)).map(|r| r.protocol).collect();
         assert_eq!(protocols, [Protocol::Tcp, Protocol::Tcp, Protocol::Udp, Protocol::Udp]);
     }
 
     #[test]
     fn without_budget_one_run_is_the_whole_cycle() {
-        let schedule = Schedule::new(Topology::Mesh { nodes: 50 }, BOTH.to_vec());
+        let schedule = Schedule::new(mesh(50), BOTH.to_vec());
         let plan = Plan::new(&schedule, None, Duration::from_secs(6), 12345).unwrap();
         assert_eq!((plan.first_round, plan.rounds, plan.cycle_rounds, plan.cycle_runs), (0, 98, 98, 1));
     }
@@ -283,7 +358,7 @@ mod tests {
     #[test]
     fn consecutive_runs_continue_where_the_last_stopped_and_cover_the_cycle() {
         for n in [2, 3, 7, 20, 101] {
-            let schedule = Schedule::new(Topology::Mesh { nodes: n }, BOTH.to_vec());
+            let schedule = Schedule::new(mesh(n), BOTH.to_vec());
             for budget in [6u64, 13, 60, 600] {
                 let plan = Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(6), 0).unwrap();
                 let mut covered = HashSet::new();
@@ -305,14 +380,14 @@ mod tests {
 
     #[test]
     fn a_budget_below_one_round_is_an_error() {
-        let schedule = Schedule::new(Topology::Mesh { nodes: 4 }, vec![Protocol::Tcp]);
+        let schedule = Schedule::new(mesh(4), vec![Protocol::Tcp]);
         let err = Plan::new(&schedule, Some(Duration::from_secs(3)), Duration::from_secs(6), 0).unwrap_err();
         assert!(err.to_string().contains("--budget"));
     }
 
     #[test]
     fn concurrency_splits_rounds_into_waves() {
-        let schedule = Schedule::new(Topology::Mesh { nodes: 10 }, vec![Protocol::Tcp]);
+        let schedule = Schedule::new(mesh(10), vec![Protocol::Tcp]);
         assert_eq!(schedule.round_estimate(Duration::from_secs(5), 64), Duration::from_secs(6));
         assert_eq!(schedule.round_estimate(Duration::from_secs(5), 4), Duration::from_secs(18));
     }
@@ -327,7 +402,7 @@ mod tests {
 
     #[test]
     fn a_5000_node_round_is_lazy() {
-        let schedule = Schedule::new(Topology::Mesh { nodes: 5000 }, BOTH.to_vec());
+        let schedule = Schedule::new(mesh(5000), BOTH.to_vec());
         assert_eq!(schedule.total_rounds(), 9998);
         let round = schedule.round(9997).unwrap();
         assert_eq!(round.protocol, Protocol::Udp);

@@ -68,7 +68,7 @@ fn dry_run_of_50_nodes_plans_49_rounds_per_protocol() {
     let output = monitor(&["run", "--inventory", &path, "--dry-run"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("plan: mesh of 50 nodes, protocols tcp,udp"), "{text}");
+    assert!(text.contains("plan: mesh of 50 nodes, duplex pairing, protocols tcp,udp"), "{text}");
     assert!(text.contains("rounds per protocol: 49 (lower bound: 49); 50 tests per round"), "{text}");
     assert!(text.contains("this run: 98 of 98 rounds"), "{text}");
     assert!(text.contains("round 1 (tcp): node-000→node-001, node-001→node-002"), "{text}");
@@ -78,6 +78,20 @@ fn dry_run_of_50_nodes_plans_49_rounds_per_protocol() {
     assert_eq!(plan["rounds_per_protocol"], 49);
     assert_eq!(plan["plan"]["rounds"], 98);
     assert_eq!(plan["plan"]["cycle_runs"], 1);
+}
+
+#[test]
+fn exclusive_pairing_plans_its_own_lower_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    for (nodes, rounds, tests) in [(50, 98, 25), (5, 10, 2)] {
+        let path = inventory(dir.path(), nodes);
+        let output =
+            monitor(&["run", "--inventory", &path, "--dry-run", "--pairing", "exclusive", "--protocols", "tcp"], &[]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let text = String::from_utf8_lossy(&output.stdout);
+        let expected = format!("rounds per protocol: {rounds} (lower bound: {rounds}); {tests} tests per round");
+        assert!(text.contains(&expected), "{text}");
+    }
 }
 
 #[test]

@@ -154,7 +154,20 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
     let plan: &Plan = &dry.plan;
     let mut out = String::new();
     let (shape, lower_bound) = match schedule.topology() {
-        Topology::Mesh { nodes } => (format!("mesh of {nodes} nodes"), nodes.saturating_sub(1)),
+        Topology::Mesh { nodes, pairing } => {
+            let name = match pairing {
+                crate::config::Pairing::Duplex => "duplex",
+                crate::config::Pairing::Exclusive => "exclusive",
+            };
+            // Each node sends N-1 tests (duplex); in exclusive pairing it is in 2(N-1) tests, one a
+            // round, and an odd N leaves one node idle each round.
+            let bound = match (pairing, nodes) {
+                (_, 0 | 1) => 0,
+                (crate::config::Pairing::Duplex, n) => n - 1,
+                (crate::config::Pairing::Exclusive, n) => n * (n - 1) / (n / 2),
+            };
+            (format!("mesh of {nodes} nodes, {name} pairing"), bound)
+        }
         Topology::Star { nodes } => {
             (format!("star from {} to {} nodes", node_names[0], nodes.saturating_sub(1)), nodes.saturating_sub(1))
         }
