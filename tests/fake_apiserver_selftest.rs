@@ -670,20 +670,8 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// A two-node lab (tests/lab/lab.sh, subnet 60) and a fake cluster whose pods live in it.
 fn lab_cluster(lab: &common::Lab) -> FakeCluster {
-    let pods = (1..=lab.node_count())
-        .map(|i| {
-            FakePod::running(
-                NS,
-                &format!("iperf3-server-n{i}"),
-                &format!("n{i}"),
-                &format!("198.18.{}.{i}", lab.subnet),
-            )
-            .in_netns(&lab.namespace(i))
-        })
-        .collect();
-    FakeCluster { pods, ..FakeCluster::default() }
+    FakeCluster::lab(&lab.name, lab.subnet, lab.node_count(), NS)
 }
 
 fn netns_pids(netns: &str) -> Vec<u32> {
@@ -708,14 +696,14 @@ fn exec_runs_commands_in_the_pods_lab_namespace() {
 
         for i in 1..=2 {
             let (out, _, status) =
-                exec(&api, &format!("iperf3-server-n{i}"), &["ip", "-o", "-4", "addr", "show", "eth0"]).await;
+                exec(&api, &format!("iperf3-monitor-server-n{i}"), &["ip", "-o", "-4", "addr", "show", "eth0"]).await;
             assert!(out.contains(&format!("inet 198.18.60.{i}/24")), "n{i}: {out}");
             assert_eq!(status.unwrap().status.as_deref(), Some("Success"));
         }
 
         // A real measurement between two lab nodes, through the exec path.
         let (out, err, status) =
-            exec(&api, "iperf3-server-n1", &["iperf3", "-c", "198.18.60.2", "-J", "-t", "2"]).await;
+            exec(&api, "iperf3-monitor-server-n1", &["iperf3", "-c", "198.18.60.2", "-J", "-t", "2"]).await;
         assert_eq!(status.unwrap().status.as_deref(), Some("Success"), "{err}");
         let report: Value = serde_json::from_str(&out).expect("iperf3 JSON on stdout");
         let received = report["end"]["sum_received"]["bits_per_second"].as_f64().unwrap();
@@ -732,7 +720,7 @@ fn closing_an_exec_early_kills_the_remote_process() {
         let dir = tempfile::tempdir().unwrap();
         let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
         let params = AttachParams::default().stdout(true).stderr(true);
-        let attached = api.exec("iperf3-server-n1", ["sleep", "120"], &params).await.unwrap();
+        let attached = api.exec("iperf3-monitor-server-n1", ["sleep", "120"], &params).await.unwrap();
         wait_for(|| server.execs().first().and_then(|e| e.pid).is_some()).await;
         let pid = server.execs()[0].pid.unwrap();
         assert!(netns_pids(&lab.namespace(1)).contains(&pid), "the command runs in the pod's namespace");

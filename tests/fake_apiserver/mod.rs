@@ -4,17 +4,30 @@
 //! Use it from a test file with `mod fake_apiserver;`:
 //!
 //! ```ignore
-//! let server = FakeApiServer::start(FakeCluster {
-//!     pods: vec![FakePod::running("monitoring", "iperf3-server-a", "node-a", "198.18.60.1").in_netns("fk1-n1")],
-//!     nodes: vec![FakeNode::new("node-a").label("topology.kubernetes.io/zone", "z1")],
-//!     ..FakeCluster::default()
-//! });
-//! let kubeconfig = server.kubeconfig(dir.path(), "monitoring"); // point KUBECONFIG at it
-//! // ... run the code under test ...
-//! server.deny("create", "pods/exec", Some("monitoring"));      // RBAC 403 from now on
-//! server.fail_requests("/api/v1/namespaces/monitoring/pods", 500, 1);
+//! let lab = common::Lab::up("fk1", 60, &[50, 50], &[]);                  // tests/lab/lab.sh
+//! let mut cluster = FakeCluster::lab(&lab.name, lab.subnet, lab.node_count(), "monitoring");
+//! cluster.pods[1].ready = false;
+//! let server = FakeApiServer::start(cluster);                            // drop stops it
+//! let kubeconfig = server.kubeconfig(dir.path(), "monitoring");          // KUBECONFIG=...
+//! server.deny("create", "pods/exec", Some("monitoring"));               // RBAC 403 from now on
+//! server.fail_requests("/api/v1/namespaces/monitoring/pods", 500, 1);    // next matching request
+//! // ... run the binary ...
 //! assert!(server.requests().iter().all(|r| r.header("authorization") == Some("Bearer fake-token")));
+//! assert!(server.execs().iter().all(|e| e.protocol == "v5.channel.k8s.io"));
 //! ```
+//!
+//! # API
+//! - [`FakeCluster`] `{ pods, nodes, token, service_account }` (Default: no objects, token
+//!   `fake-token`, service account `monitoring/iperf3-monitor`); `FakeCluster::lab(lab, subnet,
+//!   node_count, namespace)` builds the chart's server pods for a lab.
+//! - [`FakePod`] (`FakePod::running(ns, name, node, ip)` plus `.in_netns()`, `.ready()`,
+//!   `.phase()`, `.label()`, `.created_at()`), [`FakeNode`] (`FakeNode::new(name).label(k, v)`).
+//! - [`FakeApiServer`]: `start(cluster)`, `url`, `ca_pem`, `kubeconfig(dir, namespace)`,
+//!   `kubeconfig_with_token(dir, namespace, token)`, `requests()` ([`RecordedRequest`]),
+//!   `execs()` ([`ExecRecord`]), `deny(verb, resource, namespace)`,
+//!   `fail_requests(path_contains, status, times)`, `delay_requests(path_contains, delay, times)`,
+//!   `expire_continue_tokens()`, `set_pod_ready(namespace, name, ready)`,
+//!   `delete_pod(namespace, name)`.
 //!
 //! # What it serves
 //! Over https (a generated CA, given to clients as `certificate-authority-data`), HTTP/1.1:
@@ -36,7 +49,8 @@
 //!   410 Expired (see [`FakeApiServer::expire_continue_tokens`]) and scripted failures.
 //!
 //! Not served: watch, writes (create/update/patch/delete through the API), protobuf, HTTP/2,
-//! TTY exec (a `tty=true` exec runs without a terminal).
+//! TTY exec (a `tty=true` exec runs without a terminal), the base64 and pre-v4 channel
+//! protocols.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod exec;
@@ -77,6 +91,28 @@ impl Default for FakeCluster {
             token: "fake-token".into(),
             service_account: ("monitoring".into(), "iperf3-monitor".into()),
         }
+    }
+}
+
+impl FakeCluster {
+    /// The chart's server pods for a lab made by `tests/lab/lab.sh up <lab> --subnet <subnet>`:
+    /// pod `iperf3-monitor-server-n<i>` in `namespace` on node `n<i>`, at 198.18.<subnet>.<i>,
+    /// exec'ing into network namespace `<lab>-n<i>`; one node `n<i>` each.
+    pub fn lab(lab: &str, subnet: u8, node_count: usize, namespace: &str) -> FakeCluster {
+        let pods = (1..=node_count)
+            .map(|i| {
+                let node = format!("n{i}");
+                FakePod::running(
+                    namespace,
+                    &format!("iperf3-monitor-server-{node}"),
+                    &node,
+                    &format!("198.18.{subnet}.{i}"),
+                )
+                .in_netns(&format!("{lab}-{node}"))
+            })
+            .collect();
+        let nodes = (1..=node_count).map(|i| FakeNode::new(&format!("n{i}"))).collect();
+        FakeCluster { pods, nodes, ..FakeCluster::default() }
     }
 }
 
