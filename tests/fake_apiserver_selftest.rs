@@ -247,7 +247,11 @@ async fn objects_have_the_real_wire_shape() {
         assert_eq!(meta["labels"]["app.kubernetes.io/component"], "server");
         assert_eq!(ready["spec"]["nodeName"], "node-1");
         assert_eq!(ready["spec"]["containers"][0]["name"], "iperf3");
-        assert_eq!(ready["spec"]["containers"][0]["ports"][0]["containerPort"], 5201);
+        let port = &ready["spec"]["containers"][0]["ports"][0];
+        assert_eq!(
+            (&port["name"], &port["containerPort"], &port["protocol"]),
+            (&Value::from("iperf3"), &Value::from(5201), &Value::from("TCP"))
+        );
         assert_eq!(ready["status"]["phase"], "Running");
         assert_eq!(ready["status"]["podIP"], "198.18.69.1");
         assert_eq!(ready["status"]["podIPs"][0]["ip"], "198.18.69.1");

@@ -116,7 +116,8 @@ impl FakeCluster {
     }
 }
 
-/// A pod, served as the chart's iperf3 server pod (hostNetwork, container `iperf3`, port 5201).
+/// A pod, served as the chart's iperf3 server pod (hostNetwork, container `iperf3` with the TCP
+/// port named `iperf3`, 5201, and `iperf3-udp`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakePod {
     pub namespace: String,

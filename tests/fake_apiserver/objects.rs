@@ -37,7 +37,7 @@ pub(crate) fn pod_json(stored: &StoredPod, type_meta: bool) -> Value {
                 container["args"] = json!(["--server", "--port", IPERF3_PORT.to_string()]);
                 // hostNetwork: API defaulting sets hostPort to containerPort.
                 container["ports"] = json!([
-                    {"name": "iperf3-tcp", "hostPort": IPERF3_PORT, "containerPort": IPERF3_PORT, "protocol": "TCP"},
+                    {"name": "iperf3", "hostPort": IPERF3_PORT, "containerPort": IPERF3_PORT, "protocol": "TCP"},
                     {"name": "iperf3-udp", "hostPort": IPERF3_PORT, "containerPort": IPERF3_PORT, "protocol": "UDP"}
                 ]);
                 container["volumeMounts"] = json!([{"name": "tmp", "mountPath": "/tmp"}]);
