@@ -105,7 +105,7 @@ fn assert_report_matches_prometheus(report: &Value, prom: &Prometheus, protocol:
 #[test]
 fn mesh_of_five_nodes_over_tcp_and_udp() {
     let _lock = lab_lock();
-    let lab = Lab::up("e2em5", 21, &[40, 60, 80, 100, 120], &["--udp-loss", "3:0.05"]);
+    let lab = Lab::up("e2em5", 21, &[40, 60, 80, 100, 120], &["--udp-loss", "3:0.10"]);
     let prom = Prometheus::start();
     let n = lab.node_count();
     let duration = 2.0;
@@ -118,7 +118,7 @@ fn mesh_of_five_nodes_over_tcp_and_udp() {
             "--duration",
             "2",
             "--udp-bitrate",
-            "20M",
+            "10M",
             "--remote-write-url",
             &prom.remote_write_url(),
             "--cluster",
@@ -149,10 +149,11 @@ fn mesh_of_five_nodes_over_tcp_and_udp() {
     let loss = prom.by_pair("iperf3_loss_ratio{protocol=\"udp\"}");
     assert_eq!(loss.len(), expected.len());
     for ((src, dst), ratio) in &loss {
+        // A loaded machine loses the odd datagram in socket buffers; iptables drops 10%.
         if dst == "n3" {
-            assert!((0.02..=0.09).contains(ratio), "{src}→{dst}: loss {ratio} where 5% is dropped");
+            assert!((0.06..=0.15).contains(ratio), "{src}→{dst}: loss {ratio} where 10% is dropped");
         } else {
-            assert!(*ratio < 0.01, "{src}→{dst}: loss {ratio} where nothing is dropped");
+            assert!(*ratio < 0.03, "{src}→{dst}: loss {ratio} where nothing is dropped");
         }
     }
     let jitter = prom.query("iperf3_jitter_seconds");

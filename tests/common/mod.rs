@@ -4,16 +4,24 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The lab tests share the machine's two cores: one at a time, or they distort each other.
-static LAB_LOCK: Mutex<()> = Mutex::new(());
+/// Held while a test uses the lab. Lab tests run one at a time on the machine, across test
+/// binaries and checkouts: they share two cores and would distort each other's numbers.
+#[derive(Debug)]
+pub struct LabLock(std::fs::File);
 
-pub fn lab_lock() -> MutexGuard<'static, ()> {
-    LAB_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+pub fn lab_lock() -> LabLock {
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/iperf3-monitor-lab.lock")
+        .expect("opening /run/iperf3-monitor-lab.lock");
+    file.lock().expect("locking /run/iperf3-monitor-lab.lock");
+    LabLock(file)
 }
 
 pub fn repo() -> PathBuf {
