@@ -331,8 +331,14 @@ fn take_scripted<T: Clone>(rules: &mut [(Scripted, T)], target: &str) -> Option<
 impl FakeApiServer {
     /// Starts the server on a free 127.0.0.1 port, on its own thread and tokio runtime.
     pub fn start(cluster: FakeCluster) -> FakeApiServer {
-        let serving = tls::serving_tls().expect("generating the fake API server's certificates");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        Self::start_on(cluster, "127.0.0.1")
+    }
+
+    /// Starts the server on a free port of `host` (e.g. a lab bridge's host address, for a job
+    /// that runs inside a lab namespace).
+    pub fn start_on(cluster: FakeCluster, host: &str) -> FakeApiServer {
+        let serving = tls::serving_tls(host).expect("generating the fake API server's certificates");
+        let listener = std::net::TcpListener::bind((host, 0)).expect("binding the fake API server");
         listener.set_nonblocking(true).expect("non-blocking listener");
         let port = listener.local_addr().expect("listener address").port();
         let (ns, sa) = &cluster.service_account;
@@ -364,7 +370,7 @@ impl FakeApiServer {
             })
             .expect("spawning the fake API server thread");
         FakeApiServer {
-            url: format!("https://127.0.0.1:{port}"),
+            url: format!("https://{host}:{port}"),
             ca_pem: serving.ca_pem,
             token: cluster.token,
             shared,

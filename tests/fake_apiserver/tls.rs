@@ -16,7 +16,8 @@ pub(crate) struct ServingTls {
     pub config: Arc<ServerConfig>,
 }
 
-pub(crate) fn serving_tls() -> Result<ServingTls, String> {
+/// Certificates for an API server reached at `host` (an IP address) as well as the usual names.
+pub(crate) fn serving_tls(host: &str) -> Result<ServingTls, String> {
     fn err(what: &'static str) -> impl Fn(rcgen::Error) -> String {
         move |e| format!("{what}: {e}")
     }
@@ -28,9 +29,15 @@ pub(crate) fn serving_tls() -> Result<ServingTls, String> {
         vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err("CA certificate"))?;
 
-    // The names a real API server's certificate carries, plus the loopback address it is reached at.
-    let names = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"];
-    let mut params = CertificateParams::new(names.map(String::from).to_vec()).map_err(err("serving params"))?;
+    // The names a real API server's certificate carries, plus the address it is reached at.
+    let mut names: Vec<String> =
+        ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+            .map(String::from)
+            .to_vec();
+    if !names.iter().any(|n| n == host) {
+        names.push(host.to_string());
+    }
+    let mut params = CertificateParams::new(names).map_err(err("serving params"))?;
     params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
