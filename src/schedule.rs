@@ -147,7 +147,7 @@ impl Round {
             Topology::Mesh { nodes, pairing: Pairing::Exclusive } => {
                 // Offsets 1, 2 run matching 0 one way then the other; 3, 4 matching 1; ...
                 let matching = (offset - 1) / 2;
-                let reversed = offset % 2 == 0;
+                let reversed = offset.is_multiple_of(2);
                 Box::new(matching_pairs(nodes, matching).map(move |(a, b)| {
                     let (source, destination) = if reversed { (b, a) } else { (a, b) };
                     Pair { source, destination }
@@ -159,7 +159,7 @@ impl Round {
 
 /// Perfect matchings the circle method makes for `n` nodes: n-1 for even n, n for odd n.
 fn matchings(n: usize) -> usize {
-    if n % 2 == 0 { n - 1 } else { n }
+    if n.is_multiple_of(2) { n - 1 } else { n }
 }
 
 /// The undirected pairs of matching `m` by the circle method: slot `size-1` stays fixed, the
