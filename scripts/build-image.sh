@@ -89,6 +89,8 @@ ensure_builder_base() {
   fi
   log "making $builder_base with debootstrap and the toolchain in $sysroot"
   make_rootfs "$scratch/builder" gcc,libc6-dev,ca-certificates
+  # Trust what this host trusts: its way to crates.io may re-sign TLS.
+  cp /etc/ssl/certs/ca-certificates.crt "$scratch/builder/etc/ssl/certs/ca-certificates.crt"
   mkdir -p "$scratch/builder/usr/local/rust"
   cp -a "$sysroot/bin" "$sysroot/lib" "$scratch/builder/usr/local/rust/"
   tar -C "$scratch/builder" -c . | podman import --quiet \
