@@ -27,8 +27,7 @@ use runner::pod_exec::PodExecRunner;
 use runner::process::ProcessRunner;
 use samples::{RunFacts, Sample};
 use schedule::{Plan, Schedule, Topology};
-use sinks::Sinks;
-use sinks::remote_write::Delivery;
+use sinks::{Delivery, Sinks};
 use targets::Node;
 
 /// The result of a run that measured.
@@ -150,6 +149,8 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     if schedule.total_rounds() == 0 {
         tracing::warn!("fewer than two nodes: there is no pair to measure");
     }
+    // Built before a dry run returns, so that it checks the TLS and credential files too.
+    let sinks = Sinks::new(&config).await?;
     if config.dry_run {
         return Ok(RunOutcome::Planned(Box::new(DryRun {
             mode: config.mode,
@@ -165,8 +166,6 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
             schedule,
         })));
     }
-    let sinks = Sinks::new(&config)?;
-
     let measure = Measure {
         runner: &NodeRunner { process: ProcessRunner, pod_exec: kubernetes.map(PodExecRunner::new) },
         nodes: &nodes,
