@@ -85,10 +85,13 @@ pub fn group_url(base: &Url, job: &str, grouping: &[(&str, &str)]) -> Url {
     url
 }
 
+/// A series: metric name and labels.
+type SeriesKey<'a> = (&'a str, &'a [(&'static str, String)]);
+
 /// One sample per series (name and labels): the latest by timestamp, the last one among equals.
 /// The order of first appearance is kept.
 pub fn latest_per_series(samples: &[Sample]) -> Vec<Sample> {
-    let mut index: HashMap<(&str, &[(&'static str, String)]), usize> = HashMap::new();
+    let mut index: HashMap<SeriesKey, usize> = HashMap::new();
     let mut latest: Vec<Sample> = Vec::with_capacity(samples.len());
     for sample in samples {
         match index.get(&(sample.metric.name, sample.labels.as_slice())) {
