@@ -469,7 +469,7 @@ mod tests {
     fn bad_values_name_the_flag() {
         let err = args(&["--protocols", "tcp,sctp"]).unwrap_err().to_string();
         assert!(err.contains("--protocols"), "{err}");
-        let err = args(&["--remote-write-url", "ftp://x"]).unwrap_err().to_string();
+        let err = args(&["--remote-write-url", "ftp://x"]).unwrap().into_config(None).unwrap_err().to_string();
         assert!(err.contains("--remote-write-url"), "{err}");
         let err = args(&["--duration", "0"]).unwrap_err().to_string();
         assert!(err.contains("--duration"), "{err}");

@@ -27,12 +27,12 @@ const RESERVED_HEADERS: &[&str] = &[
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// Prometheus remote-write endpoint, e.g. http://prometheus:9090/api/v1/write.
-    #[arg(long, env = "IPERF3_MONITOR_REMOTE_WRITE_URL", value_name = "URL", value_parser = parse_http_url)]
-    pub remote_write_url: Option<Url>,
+    #[arg(long, env = "IPERF3_MONITOR_REMOTE_WRITE_URL", value_name = "URL")]
+    pub remote_write_url: Option<String>,
 
     /// Pushgateway base URL, e.g. http://pushgateway:9091; the run replaces its group there.
-    #[arg(long, env = "IPERF3_MONITOR_PUSHGATEWAY_URL", value_name = "URL", value_parser = parse_http_url)]
-    pub pushgateway_url: Option<Url>,
+    #[arg(long, env = "IPERF3_MONITOR_PUSHGATEWAY_URL", value_name = "URL")]
+    pub pushgateway_url: Option<String>,
 
     /// Job name of the Pushgateway group (/metrics/job/NAME[/cluster/CLUSTER]).
     #[arg(long, env = "IPERF3_MONITOR_PUSHGATEWAY_JOB", value_name = "NAME", default_value = "iperf3-monitor")]
@@ -185,9 +185,13 @@ impl PushArgs {
         if self.pushgateway_job.is_empty() {
             return Err(Error::config("--pushgateway-job", "must not be empty"));
         }
+        let remote_write_url =
+            self.remote_write_url.as_deref().map(|u| parse_http_url("--remote-write-url", u)).transpose()?;
+        let pushgateway_url =
+            self.pushgateway_url.as_deref().map(|u| parse_http_url("--pushgateway-url", u)).transpose()?;
         Ok(PushSettings {
-            remote_write_url: self.remote_write_url,
-            pushgateway: self.pushgateway_url.map(|url| PushgatewayTarget { url, job: self.pushgateway_job }),
+            remote_write_url,
+            pushgateway: pushgateway_url.map(|url| PushgatewayTarget { url, job: self.pushgateway_job }),
             auth,
             headers,
             tls: TlsSettings {
@@ -233,10 +237,21 @@ fn parse_headers(raw: &[String], has_auth: bool) -> Result<ExtraHeaders> {
     Ok(ExtraHeaders(headers))
 }
 
-fn parse_http_url(value: &str) -> std::result::Result<Url, String> {
-    let url = Url::parse(value).map_err(|e| format!("'{value}' is not a URL: {e}"))?;
+/// An http(s) URL without credentials in it. Parsed here rather than by clap, whose errors
+/// would print the value, credentials included.
+fn parse_http_url(flag: &str, value: &str) -> Result<Url> {
+    // A value with '@' may hold a password: the error does not repeat it.
+    let shown = if value.contains('@') { "the URL".to_string() } else { format!("'{value}'") };
+    let url = Url::parse(value).map_err(|e| Error::config(flag, format!("{shown} is not a URL: {e}")))?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("'{value}' must be an http:// or https:// URL"));
+        return Err(Error::config(flag, format!("{shown} must be an http:// or https:// URL")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(
+            flag,
+            "credentials in the URL would show in the pod spec and the process list; \
+             use --basic-auth-user and --basic-auth-password-file",
+        ));
     }
     Ok(url)
 }
@@ -332,6 +347,18 @@ mod tests {
             .unwrap();
         assert_eq!(s.auth, Some(Auth::Basic { user: "u".into(), password_file: "/p".into() }));
         assert!(s.tls.insecure_skip_verify);
+    }
+
+    #[test]
+    fn urls_are_http_without_credentials_and_errors_do_not_repeat_them() {
+        let err = settings(&["--remote-write-url", "ftp://x"]).unwrap_err().to_string();
+        assert!(err.contains("--remote-write-url") && err.contains("http://"), "{err}");
+        let err = settings(&["--pushgateway-url", "prometheus:9091"]).unwrap_err().to_string();
+        assert!(err.contains("--pushgateway-url"), "{err}");
+        let err = settings(&["--remote-write-url", "https://u:s3cr3t@example.org/"]).unwrap_err().to_string();
+        assert!(err.contains("credentials in the URL") && !err.contains("s3cr3t"), "{err}");
+        let err = settings(&["--remote-write-url", "https//u:s3cr3t@example.org/"]).unwrap_err().to_string();
+        assert!(err.contains("not a URL") && !err.contains("s3cr3t"), "{err}");
     }
 
     #[test]

@@ -180,8 +180,8 @@ pub fn finish((mut child, dir, started): (Child, tempfile::TempDir, Instant)) ->
 }
 
 /// `args` followed by `extra`, as owned strings.
-pub fn with(args: &[String], extra: &[&str]) -> Vec<String> {
-    args.iter().cloned().chain(extra.iter().map(|s| s.to_string())).collect()
+pub fn with<S: AsRef<str>>(args: &[String], extra: &[S]) -> Vec<String> {
+    args.iter().cloned().chain(extra.iter().map(|s| s.as_ref().to_string())).collect()
 }
 
 pub fn free_port() -> u16 {
