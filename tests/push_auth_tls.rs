@@ -13,8 +13,27 @@ use support::pki::Pki;
 use support::receiver::{Receiver, Reply, Tls};
 use support::{LocalIperf3, Run, monitor, with};
 
-fn https_receiver(pki: &Pki, require_client_certificate: bool, script: Vec<Reply>) -> Receiver {
-    Receiver::start_on(0, script, Tls::Server { pki: pki.clone(), require_client_certificate })
+/// An HTTPS receiver with a generated PKI, and a local iperf3 server for runs pushing to it.
+struct Https {
+    _dir: tempfile::TempDir,
+    pki: Pki,
+    receiver: Receiver,
+    server: LocalIperf3,
+}
+
+impl Https {
+    fn start(require_client_certificate: bool) -> Https {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate(dir.path(), "lab");
+        let tls = Tls::Server { pki: pki.clone(), require_client_certificate };
+        Https { receiver: Receiver::start_on(0, vec![], tls), pki, server: LocalIperf3::start(), _dir: dir }
+    }
+
+    /// A run remote-writing to the receiver, with `extra` flags.
+    fn run(&self, extra: &[&str]) -> Run {
+        let url = self.receiver.url("/api/v1/write");
+        monitor(&with(&with(&self.server.run_args(), &["--remote-write-url", &url]), extra), &[])
+    }
 }
 
 fn path(p: &std::path::Path) -> &str {
@@ -27,27 +46,18 @@ fn first_error(run: &Run) -> String {
 
 #[test]
 fn https_with_a_custom_ca_and_a_client_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path(), "lab");
-    let receiver = https_receiver(&pki, true, vec![]);
-    let server = LocalIperf3::start();
-    let url = receiver.url("/api/v1/write");
-    let args = with(
-        &server.run_args(),
-        &[
-            "--remote-write-url",
-            &url,
-            "--tls-ca-file",
-            path(&pki.ca),
-            "--tls-cert-file",
-            path(&pki.client_cert),
-            "--tls-key-file",
-            path(&pki.client_key),
-        ],
-    );
-    let run = monitor(&args, &[]);
+    let https = Https::start(true);
+    let pki = &https.pki;
+    let run = https.run(&[
+        "--tls-ca-file",
+        path(&pki.ca),
+        "--tls-cert-file",
+        path(&pki.client_cert),
+        "--tls-key-file",
+        path(&pki.client_key),
+    ]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let requests = receiver.requests();
+    let requests = https.receiver.requests();
     assert_eq!(requests.len(), 1);
     assert!(requests[0].client_certificate, "no client certificate presented");
     assert!(!run.stderr.contains("NOT verified"));
@@ -55,49 +65,36 @@ fn https_with_a_custom_ca_and_a_client_certificate() {
 
 #[test]
 fn a_server_certificate_from_another_ca_is_refused() {
+    let https = Https::start(false);
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path(), "lab");
     let other = Pki::generate(dir.path(), "other");
-    let receiver = https_receiver(&pki, false, vec![]);
-    let server = LocalIperf3::start();
-    let url = receiver.url("/api/v1/write");
     // The system roots, then a CA that did not sign the server's certificate.
-    for extra in [vec![], vec!["--tls-ca-file", path(&other.ca)]] {
-        let args = with(&server.run_args(), &with(&["--remote-write-url".into(), url.clone()], &extra));
-        let run = monitor(&with(&args, &["--push-retries", "0"]), &[]);
+    for extra in [vec!["--push-retries", "0"], vec!["--push-retries", "0", "--tls-ca-file", path(&other.ca)]] {
+        let run = https.run(&extra);
         assert_eq!(run.code, Some(3), "{extra:?}: {}", run.stderr);
         let error = first_error(&run);
         assert!(error.contains("certificate"), "{extra:?}: {error}");
     }
-    assert!(receiver.requests().is_empty());
-    assert_eq!(receiver.handshake_errors().len(), 2, "{:?}", receiver.handshake_errors());
+    assert!(https.receiver.requests().is_empty());
+    assert_eq!(https.receiver.handshake_errors().len(), 2, "{:?}", https.receiver.handshake_errors());
 }
 
 #[test]
 fn a_server_that_requires_a_client_certificate_refuses_a_run_without_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path(), "lab");
-    let receiver = https_receiver(&pki, true, vec![]);
-    let server = LocalIperf3::start();
-    let url = receiver.url("/api/v1/write");
-    let args = with(&server.run_args(), &["--remote-write-url", &url, "--tls-ca-file", path(&pki.ca)]);
-    let run = monitor(&with(&args, &["--push-retries", "0"]), &[]);
+    let https = Https::start(true);
+    let run = https.run(&["--tls-ca-file", path(&https.pki.ca), "--push-retries", "0"]);
     assert_eq!(run.code, Some(3), "{}", run.stderr);
-    assert!(receiver.requests().is_empty());
-    let handshakes = receiver.handshake_errors();
+    assert!(https.receiver.requests().is_empty());
+    let handshakes = https.receiver.handshake_errors();
     assert!(handshakes.iter().any(|e| e.to_lowercase().contains("certificate")), "{handshakes:?}");
 }
 
 #[test]
 fn insecure_skip_verify_connects_without_the_ca_and_warns_loudly() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path(), "lab");
-    let receiver = https_receiver(&pki, false, vec![]);
-    let server = LocalIperf3::start();
-    let url = receiver.url("/api/v1/write");
-    let run = monitor(&with(&server.run_args(), &["--remote-write-url", &url, "--tls-insecure-skip-verify"]), &[]);
+    let https = Https::start(false);
+    let run = https.run(&["--tls-insecure-skip-verify"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert_eq!(receiver.requests().len(), 1);
+    assert_eq!(https.receiver.requests().len(), 1);
     let warning = run.stderr.lines().find(|l| l.contains("--tls-insecure-skip-verify")).expect("no warning");
     assert!(warning.contains("WARN") && warning.contains("NOT verified"), "{warning}");
 }

@@ -17,6 +17,11 @@ use support::{Pushgateway, monitor};
 /// A grouping value with a '/': the group URL needs the @base64 encoding.
 const CLUSTER: &str = "lab/dlv1";
 
+/// Labels of a pair's series scraped from the Pushgateway (`honor_labels: true` keeps the pushed
+/// job; the Pushgateway's empty `instance` drops out), and of the remote-written ones.
+const PUSHED_LABELS: &[&str] = &["__name__", "cluster", "destination_node", "job", "protocol", "source_node"];
+const REMOTE_WRITTEN_LABELS: &[&str] = &["__name__", "cluster", "destination_node", "protocol", "source_node"];
+
 /// (metric, source, destination, protocol) → value.
 type PairValues = BTreeMap<(String, String, String, String), f64>;
 
@@ -139,14 +144,9 @@ fn a_lab_mesh_reaches_prometheus_through_the_pushgateway_and_a_smaller_mesh_repl
     assert_eq!(pairs(&first).len(), 24);
     let pushed = "job=\"iperf3-monitor\"";
     wait_for_series(&prom, pushed, 24);
-    let through_gateway = prometheus_values(
-        &prom,
-        pushed,
-        &["__name__", "cluster", "destination_node", "job", "protocol", "source_node"],
-    );
+    let through_gateway = prometheus_values(&prom, pushed, PUSHED_LABELS);
     assert_same("Pushgateway", &first, &through_gateway);
-    let remote_written =
-        prometheus_values(&prom, "job=\"\"", &["__name__", "cluster", "destination_node", "protocol", "source_node"]);
+    let remote_written = prometheus_values(&prom, "job=\"\"", REMOTE_WRITTEN_LABELS);
     assert_same("remote-write", &first, &remote_written);
     let loss = &through_gateway[&("iperf3_loss_ratio".into(), "n1".into(), "n2".into(), "udp".into())];
     assert!(*loss > 0.01, "n2 drops 5% of UDP, the Pushgateway path says {loss}");
@@ -165,11 +165,7 @@ fn a_lab_mesh_reaches_prometheus_through_the_pushgateway_and_a_smaller_mesh_repl
     let second = run(smaller.to_str().unwrap(), "tcp");
     assert_eq!(pairs(&second).len(), 6);
     wait_for_series(&prom, pushed, 6);
-    let through_gateway = prometheus_values(
-        &prom,
-        pushed,
-        &["__name__", "cluster", "destination_node", "job", "protocol", "source_node"],
-    );
+    let through_gateway = prometheus_values(&prom, pushed, PUSHED_LABELS);
     assert_same("Pushgateway after the smaller run", &second, &through_gateway);
     let nodes = prom.query(&format!("iperf3_monitor_nodes{{{pushed}}}"));
     assert_eq!(nodes.iter().map(common::value_of).collect::<Vec<_>>(), [3.0]);

@@ -177,16 +177,22 @@ fn client_errors_are_not_retried_and_the_run_exits_3() {
     }
 }
 
-#[test]
-fn too_many_requests_is_retried_after_retry_after_seconds() {
+/// A run whose first request is answered with `first`, the second with 200: the seconds between
+/// the two attempts, after checking that the retry carried the same body.
+fn retried_once(first: Reply, extra: &[&str]) -> (f64, Run) {
     let server = LocalIperf3::start();
-    let receiver = Receiver::start(vec![Reply::status(429).header("Retry-After", "2")]);
-    let run = run_to(&server, &receiver.url("/api/v1/write"), &[]);
+    let receiver = Receiver::start(vec![first]);
+    let run = run_to(&server, &receiver.url("/api/v1/write"), extra);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let requests = receiver.requests();
     assert_eq!(requests.len(), 2);
-    assert_eq!(requests[0].body, requests[1].body);
-    let gap = gaps(&requests)[0];
+    assert_eq!(requests[0].body, requests[1].body, "a retry changed the body");
+    (gaps(&requests)[0], run)
+}
+
+#[test]
+fn too_many_requests_is_retried_after_retry_after_seconds() {
+    let (gap, _) = retried_once(Reply::status(429).header("Retry-After", "2"), &[]);
     eprintln!("Retry-After: 2 → waited {gap:.3}s");
     // Without the header the first retry waits at most 0.5s.
     assert!((2.0..2.5).contains(&gap), "waited {gap:.3}s for Retry-After: 2");
@@ -194,13 +200,7 @@ fn too_many_requests_is_retried_after_retry_after_seconds() {
 
 #[test]
 fn retry_after_as_an_http_date_is_honoured() {
-    let server = LocalIperf3::start();
-    let receiver = Receiver::start(vec![Reply::status(503).retry_after_date_in(Duration::from_secs(3))]);
-    let run = run_to(&server, &receiver.url("/api/v1/write"), &[]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let requests = receiver.requests();
-    assert_eq!(requests.len(), 2);
-    let gap = gaps(&requests)[0];
+    let (gap, _) = retried_once(Reply::status(503).retry_after_date_in(Duration::from_secs(3)), &[]);
     eprintln!("Retry-After: <now + 3s as an HTTP date> → waited {gap:.3}s");
     // An HTTP date has whole seconds: the wait is between 2 and 3 seconds.
     assert!((2.0..3.5).contains(&gap), "waited {gap:.3}s");
@@ -241,14 +241,7 @@ fn a_refused_connection_is_retried_until_the_deadline_then_exit_3() {
 
 #[test]
 fn a_timed_out_request_is_retried_with_the_same_body() {
-    let server = LocalIperf3::start();
-    let receiver = Receiver::start(vec![Reply::status(200).after(Duration::from_secs(5))]);
-    let run = run_to(&server, &receiver.url("/api/v1/write"), &["--push-timeout", "1"]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let requests = receiver.requests();
-    assert_eq!(requests.len(), 2);
-    assert_eq!(requests[0].body, requests[1].body);
-    let gap = gaps(&requests)[0];
+    let (gap, run) = retried_once(Reply::status(200).after(Duration::from_secs(5)), &["--push-timeout", "1"]);
     eprintln!("timeout 1s + backoff → second attempt after {gap:.3}s");
     assert!((1.25..2.0).contains(&gap), "{gap:.3}s: 1s timeout and a backoff of 0.25–0.5s");
     assert!(run.stderr.contains("timed out"), "{}", run.stderr);

@@ -362,6 +362,32 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_has_help_and_its_environment_variable() {
+        use clap::CommandFactory;
+        let help = Flags::command().render_long_help().to_string();
+        for flag in [
+            "remote-write-url",
+            "pushgateway-url",
+            "pushgateway-job",
+            "bearer-token-file",
+            "basic-auth-user",
+            "basic-auth-password-file",
+            "header",
+            "tls-ca-file",
+            "tls-cert-file",
+            "tls-key-file",
+            "tls-insecure-skip-verify",
+            "push-timeout",
+            "push-retries",
+            "push-deadline",
+        ] {
+            assert!(help.contains(&format!("--{flag}")), "--{flag} missing from --help");
+            let env = format!("IPERF3_MONITOR_{}", flag.to_uppercase().replace('-', "_"));
+            assert!(help.contains(&env), "{env} missing from --help");
+        }
+    }
+
+    #[test]
     fn pushgateway_job_defaults_and_limits() {
         let s = settings(&["--pushgateway-url", "http://pg:9091"]).unwrap();
         assert_eq!(s.pushgateway.unwrap().job, "iperf3-monitor");
