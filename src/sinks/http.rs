@@ -27,7 +27,7 @@ pub struct PushClient {
     client: reqwest::Client,
     auth: Option<Auth>,
     /// Values of the extra headers, kept out of logged error bodies.
-    header_values: Vec<String>,
+    header_values: Vec<Secret>,
     request_timeout: Duration,
     retries: u32,
     backoff: Backoff,
@@ -58,7 +58,7 @@ pub struct Session<'a> {
     client: &'a PushClient,
     authorization: Option<HeaderValue>,
     /// Strings that must not reach a log: credentials and extra header values.
-    secrets: Vec<String>,
+    secrets: Vec<Secret>,
     deadline: Instant,
 }
 
@@ -74,7 +74,7 @@ impl PushClient {
         let client = PushClient {
             client,
             auth: settings.auth.clone(),
-            header_values: settings.headers.0.iter().filter_map(|(_, v)| v.to_str().ok()).map(String::from).collect(),
+            header_values: settings.headers.0.iter().filter_map(|(_, v)| v.to_str().ok()).map(Secret::new).collect(),
             request_timeout: settings.request_timeout,
             retries: settings.retries,
             backoff: settings.backoff,
@@ -91,22 +91,22 @@ impl PushClient {
             self.credentials().await.map_err(|(flag, message)| format!("{flag}: {message}"))?;
         let mut secrets = secrets;
         secrets.extend(self.header_values.iter().cloned());
-        secrets.retain(|s| !s.is_empty());
+        secrets.retain(|s| !s.0.is_empty());
         Ok(Session { client: self, authorization, secrets, deadline })
     }
 
     /// The `Authorization` header value and the secret strings it is made of.
-    async fn credentials(&self) -> std::result::Result<(Option<HeaderValue>, Vec<String>), (&'static str, String)> {
+    async fn credentials(&self) -> std::result::Result<(Option<HeaderValue>, Vec<Secret>), (&'static str, String)> {
         let (value, secrets) = match &self.auth {
             None => return Ok((None, Vec::new())),
             Some(Auth::BearerTokenFile(path)) => {
                 let token = read_secret(path).await.map_err(|e| ("--bearer-token-file", e))?;
-                (format!("Bearer {token}"), vec![token])
+                (format!("Bearer {token}"), vec![Secret(token)])
             }
             Some(Auth::Basic { user, password_file }) => {
                 let password = read_secret(password_file).await.map_err(|e| ("--basic-auth-password-file", e))?;
                 let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                (format!("Basic {encoded}"), vec![password, encoded])
+                (format!("Basic {encoded}"), vec![Secret(password), Secret(encoded)])
             }
         };
         let mut header = HeaderValue::from_str(&value).map_err(|_| {
@@ -234,7 +234,23 @@ impl Session<'_> {
 
     /// Replaces every secret in `text`: a server may echo a credential in its error body.
     fn scrub(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "<redacted>"))
+        self.secrets.iter().fold(text.to_string(), |text, secret| text.replace(secret.0.as_str(), "<redacted>"))
+    }
+}
+
+/// A credential or header value: `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+struct Secret(String);
+
+impl Secret {
+    fn new(text: &str) -> Self {
+        Secret(text.to_string())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -355,6 +371,31 @@ mod tests {
     fn credentials_never_reach_reports() {
         let url = Url::parse("https://user:secret@example.invalid/api/v1/write").unwrap();
         assert_eq!(redacted(&url), "https://example.invalid/api/v1/write");
+    }
+
+    #[tokio::test]
+    async fn debug_output_and_scrubbed_text_hold_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken-s3cret\n").unwrap();
+        let mut value = HeaderValue::from_static("h3ader-s3cret");
+        value.set_sensitive(true);
+        let settings = PushSettings {
+            remote_write_url: None,
+            pushgateway: None,
+            auth: Some(Auth::BearerTokenFile(token)),
+            headers: crate::config::ExtraHeaders(vec![(reqwest::header::HeaderName::from_static("x-key"), value)]),
+            tls: TlsSettings::default(),
+            request_timeout: Duration::from_secs(1),
+            retries: 0,
+            deadline: Duration::from_secs(1),
+            backoff: Backoff::default(),
+        };
+        let client = PushClient::new(&settings).await.unwrap();
+        let session = client.session(Instant::now()).await.unwrap();
+        let debug = format!("{settings:?} {client:?} {session:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert_eq!(session.scrub("got Bearer t0ken-s3cret and h3ader-s3cret"), "got Bearer <redacted> and <redacted>");
     }
 
     #[test]
