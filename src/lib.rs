@@ -128,6 +128,8 @@ mod erased {
 pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let started_at = SystemTime::now();
     let started = Instant::now();
+    // First, so that bad TLS or credential files stop the run (a dry run too) before discovery.
+    let sinks = Sinks::new(&config).await?;
     let discovered = targets::discover(&config).await?;
     let kubernetes = discovered.kubernetes;
     let (nodes, topology) = arrange(discovered.nodes, &config)?;
@@ -149,8 +151,6 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     if schedule.total_rounds() == 0 {
         tracing::warn!("fewer than two nodes: there is no pair to measure");
     }
-    // Built before a dry run returns, so that it checks the TLS and credential files too.
-    let sinks = Sinks::new(&config).await?;
     if config.dry_run {
         return Ok(RunOutcome::Planned(Box::new(DryRun {
             mode: config.mode,
