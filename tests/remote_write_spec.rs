@@ -149,7 +149,7 @@ fn server_errors_are_retried_with_a_byte_identical_body_and_growing_backoff() {
     for (n, gap) in gaps.iter().enumerate() {
         let full = 0.5 * 2f64.powi(n as i32);
         assert!(
-            *gap >= full / 2.0 - 0.01 && *gap <= full + 0.25,
+            *gap >= full / 2.0 - 0.01 && *gap <= full + 0.4,
             "retry {n}: {gap:.3}s, expected [{}, {full}]s",
             full / 2.0
         );
@@ -195,7 +195,7 @@ fn too_many_requests_is_retried_after_retry_after_seconds() {
     let (gap, _) = retried_once(Reply::status(429).header("Retry-After", "2"), &[]);
     eprintln!("Retry-After: 2 → waited {gap:.3}s");
     // Without the header the first retry waits at most 0.5s.
-    assert!((2.0..2.5).contains(&gap), "waited {gap:.3}s for Retry-After: 2");
+    assert!((2.0..2.8).contains(&gap), "waited {gap:.3}s for Retry-After: 2");
 }
 
 #[test]
@@ -349,7 +349,7 @@ async fn backoff_grows_and_is_capped() {
     for (n, gap) in gaps.iter().enumerate() {
         let full = (0.040 * 2f64.powi(n as i32)).min(0.160);
         assert!(
-            *gap >= full / 2.0 - 0.005 && *gap <= full + 0.06,
+            *gap >= full / 2.0 - 0.005 && *gap <= full + 0.1,
             "retry {n}: {gap:.3}s, expected [{}, {full}]",
             full / 2.0
         );
