@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use reqwest::Url;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+mod push;
+pub use push::{Auth, Backoff, ExtraHeaders, PushArgs, PushSettings, PushgatewayTarget, TlsSettings};
 
 /// Measures the network between every pair of nodes with iperf3 and pushes the results into
 /// Prometheus. One pass per invocation: discover, measure, push, exit.
@@ -152,20 +154,6 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
-    /// Prometheus remote-write endpoint, e.g. http://prometheus:9090/api/v1/write.
-    #[arg(long, env = "IPERF3_MONITOR_REMOTE_WRITE_URL", value_name = "URL", value_parser = parse_http_url)]
-    pub remote_write_url: Option<Url>,
-
-    /// Timeout of one push request in seconds.
-    #[arg(long, env = "IPERF3_MONITOR_PUSH_TIMEOUT", value_name = "SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub push_timeout: u64,
-
-    /// Retries of a failed push request (5xx, 429, connection errors) before giving up.
-    #[arg(long, env = "IPERF3_MONITOR_PUSH_RETRIES", value_name = "N", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub push_retries: u32,
-
     /// Adds cluster="NAME" to every series.
     #[arg(long, env = "IPERF3_MONITOR_CLUSTER", value_name = "NAME")]
     pub cluster: Option<String>,
@@ -181,6 +169,9 @@ pub struct RunArgs {
     /// Format of the logs on stderr (the level is set with RUST_LOG, default info).
     #[arg(long, env = "IPERF3_MONITOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub push: PushArgs,
 
     /// The iperf3 client program (a path or a name looked up in PATH on the node that runs it).
     #[arg(long, env = "IPERF3_MONITOR_IPERF3", value_name = "PROGRAM", default_value = "iperf3")]
@@ -319,7 +310,6 @@ pub struct RunConfig {
     pub budget: Option<Duration>,
     pub interval: Duration,
     pub default_port: u16,
-    pub remote_write_url: Option<Url>,
     pub push: PushSettings,
     pub cluster: Option<String>,
     pub output: Output,
@@ -334,13 +324,6 @@ pub struct TestSettings {
     pub udp_bitrate: String,
     pub parallel: u32,
     pub timeout: Duration,
-}
-
-/// How results are delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushSettings {
-    pub request_timeout: Duration,
-    pub retries: u32,
 }
 
 impl RunArgs {
@@ -397,8 +380,7 @@ impl RunArgs {
             budget: self.budget.map(Duration::from_secs),
             interval: Duration::from_secs(self.interval),
             default_port: self.port,
-            remote_write_url: self.remote_write_url,
-            push: PushSettings { request_timeout: Duration::from_secs(self.push_timeout), retries: self.push_retries },
+            push: self.push.into_settings()?,
             cluster: self.cluster,
             output: self.output,
             dry_run: self.dry_run,
@@ -415,14 +397,6 @@ fn parse_bitrate(value: &str) -> std::result::Result<String, String> {
             "'{value}' is not a bitrate: use a positive number with an optional K, M or G suffix, e.g. 100M"
         )),
     }
-}
-
-fn parse_http_url(value: &str) -> std::result::Result<Url, String> {
-    let url = Url::parse(value).map_err(|e| format!("'{value}' is not a URL: {e}"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("'{value}' must be an http:// or https:// URL"));
-    }
-    Ok(url)
 }
 
 #[cfg(test)]
@@ -495,7 +469,7 @@ mod tests {
     fn bad_values_name_the_flag() {
         let err = args(&["--protocols", "tcp,sctp"]).unwrap_err().to_string();
         assert!(err.contains("--protocols"), "{err}");
-        let err = args(&["--remote-write-url", "ftp://x"]).unwrap_err().to_string();
+        let err = args(&["--remote-write-url", "ftp://x"]).unwrap().into_config(None).unwrap_err().to_string();
         assert!(err.contains("--remote-write-url"), "{err}");
         let err = args(&["--duration", "0"]).unwrap_err().to_string();
         assert!(err.contains("--duration"), "{err}");

@@ -27,8 +27,7 @@ use runner::pod_exec::PodExecRunner;
 use runner::process::ProcessRunner;
 use samples::{RunFacts, Sample};
 use schedule::{Plan, Schedule, Topology};
-use sinks::Sinks;
-use sinks::remote_write::Delivery;
+use sinks::{Delivery, Sinks};
 use targets::Node;
 
 /// The result of a run that measured.
@@ -129,6 +128,8 @@ mod erased {
 pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let started_at = SystemTime::now();
     let started = Instant::now();
+    // First, so that bad TLS or credential files stop the run (a dry run too) before discovery.
+    let sinks = Sinks::new(&config).await?;
     let discovered = targets::discover(&config).await?;
     let kubernetes = discovered.kubernetes;
     let (nodes, topology) = arrange(discovered.nodes, &config)?;
@@ -165,8 +166,6 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
             schedule,
         })));
     }
-    let sinks = Sinks::new(&config)?;
-
     let measure = Measure {
         runner: &NodeRunner { process: ProcessRunner, pod_exec: kubernetes.map(PodExecRunner::new) },
         nodes: &nodes,

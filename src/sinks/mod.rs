@@ -1,49 +1,140 @@
-//! Where results go: a Prometheus remote-write endpoint, and stdout.
+//! Where results go: a Prometheus remote-write endpoint, a Pushgateway, and stdout.
 
+pub mod http;
+pub mod pushgateway;
 pub mod remote_write;
 pub mod report;
 
-use crate::config::RunConfig;
-use crate::error::{Error, Result};
-use crate::samples::Sample;
-use remote_write::{Delivery, RemoteWriteSink};
+use std::time::{Duration, Instant};
 
-/// The configured push targets of a run.
+use serde::Serialize;
+
+use crate::config::RunConfig;
+use crate::error::Result;
+use crate::samples::Sample;
+use http::{PushClient, Sent};
+use pushgateway::PushgatewaySink;
+use remote_write::RemoteWriteSink;
+
+/// The configured push targets of a run, sharing one HTTP client.
 #[derive(Debug)]
 pub struct Sinks {
+    client: PushClient,
     remote_write: Option<RemoteWriteSink>,
+    pushgateway: Option<PushgatewaySink>,
+    deadline: Duration,
 }
 
 impl Sinks {
-    /// Builds the sinks named by the configuration; fails before anything is measured.
-    pub fn new(config: &RunConfig) -> Result<Self> {
-        let remote_write = match &config.remote_write_url {
-            Some(url) => Some(
-                RemoteWriteSink::new(url.clone(), config.push.clone())
-                    .map_err(|e| Error::config("--remote-write-url", e))?,
-            ),
-            None => None,
-        };
-        if remote_write.is_none() {
-            tracing::warn!("no --remote-write-url: the results are only printed");
+    /// Builds the sinks named by the configuration, reading the TLS files and checking the
+    /// credential files; fails before anything is measured.
+    pub async fn new(config: &RunConfig) -> Result<Self> {
+        let push = &config.push;
+        let client = PushClient::new(push).await?;
+        let remote_write = push.remote_write_url.clone().map(RemoteWriteSink::new);
+        let pushgateway =
+            push.pushgateway.as_ref().map(|target| PushgatewaySink::new(target, config.cluster.as_deref()));
+        let urls = push.remote_write_url.iter().chain(push.pushgateway.iter().map(|t| &t.url));
+        if push.auth.is_some() && urls.clone().any(|url| url.scheme() == "http") {
+            tracing::warn!("credentials are sent over plain http://; use https:// outside a trusted network");
         }
-        Ok(Sinks { remote_write })
+        if urls.count() == 0 && !config.dry_run {
+            tracing::warn!("neither --remote-write-url nor --pushgateway-url: the results are only printed");
+        }
+        Ok(Sinks { client, remote_write, pushgateway, deadline: push.deadline })
     }
 
-    /// Delivers the run's samples to every sink; one report per sink.
+    /// Delivers the run's samples to every sink at once, within the delivery deadline; one
+    /// report per sink.
     pub async fn deliver(&self, samples: &[Sample]) -> Vec<Delivery> {
-        let mut deliveries = Vec::new();
-        if let Some(sink) = &self.remote_write {
-            let delivery = sink.push(samples).await;
+        if self.remote_write.is_none() && self.pushgateway.is_none() {
+            return Vec::new();
+        }
+        let session = match self.client.session(Instant::now() + self.deadline).await {
+            Ok(session) => session,
+            Err(error) => {
+                tracing::error!(%error, "reading the push credentials; nothing is delivered");
+                return self.undelivered(samples.len(), &format!("reading the credentials: {error}"));
+            }
+        };
+        let remote_write = async {
+            match &self.remote_write {
+                Some(sink) => Some(sink.push(&session, samples).await),
+                None => None,
+            }
+        };
+        let pushgateway = async {
+            match &self.pushgateway {
+                Some(sink) => Some(sink.push(&session, samples).await),
+                None => None,
+            }
+        };
+        let (remote_write, pushgateway) = tokio::join!(remote_write, pushgateway);
+        let deliveries: Vec<Delivery> = remote_write.into_iter().chain(pushgateway).collect();
+        for delivery in &deliveries {
             tracing::info!(
+                sink = delivery.sink,
                 url = %delivery.url,
                 samples = delivery.samples,
                 delivered = delivery.delivered_samples,
                 requests = delivery.requests,
-                "remote-write done"
+                attempts = delivery.attempts,
+                "delivery done"
             );
-            deliveries.push(delivery);
         }
         deliveries
+    }
+
+    /// One failed delivery per sink, when nothing could be sent.
+    fn undelivered(&self, samples: usize, error: &str) -> Vec<Delivery> {
+        let remote_write = self.remote_write.as_ref().map(|s| ("remote_write", s.url()));
+        let pushgateway = self.pushgateway.as_ref().map(|s| ("pushgateway", s.group_url()));
+        remote_write
+            .into_iter()
+            .chain(pushgateway)
+            .map(|(sink, url)| {
+                let mut delivery = Delivery::new(sink, http::redacted(url), samples, 0);
+                delivery.errors.push(error.to_string());
+                delivery
+            })
+            .collect()
+    }
+}
+
+/// What delivering a run's samples to one sink came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    /// `remote_write` or `pushgateway`.
+    pub sink: &'static str,
+    /// The endpoint, without credentials.
+    pub url: String,
+    pub samples: usize,
+    pub delivered_samples: usize,
+    pub requests: usize,
+    /// HTTP attempts, retries included.
+    pub attempts: u32,
+    /// Why some samples were not delivered.
+    pub errors: Vec<String>,
+}
+
+impl Delivery {
+    pub fn new(sink: &'static str, url: String, samples: usize, requests: usize) -> Self {
+        Delivery { sink, url, samples, delivered_samples: 0, requests, attempts: 0, errors: Vec::new() }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty() && self.delivered_samples == self.samples
+    }
+
+    /// Counts one sent request of `samples` samples.
+    pub fn record(&mut self, sent: Sent, samples: usize) {
+        self.attempts += sent.attempts;
+        match sent.result {
+            Ok(()) => self.delivered_samples += samples,
+            Err(error) => {
+                tracing::error!(sink = self.sink, url = %self.url, samples, %error, "push request failed; its samples are not delivered");
+                self.errors.push(error);
+            }
+        }
     }
 }

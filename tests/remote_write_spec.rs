@@ -1,0 +1,390 @@
+//! Remote-write 1.0 conformance, case by case, against a recording receiver that decodes every
+//! request. Runs produce real samples from a local `iperf3 -s` (a 1-second TCP test in star
+//! mode); batching and the backoff cap are driven through the library's delivery stage with
+//! crafted samples. The last test uses a real Prometheus.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use iperf3_monitor::config::{Backoff, Cli, Command, RunConfig};
+use iperf3_monitor::samples::{self, Sample};
+use iperf3_monitor::sinks::remote_write::{MAX_SERIES_PER_REQUEST, prompb};
+use iperf3_monitor::sinks::{Delivery, Sinks};
+use prost::Message;
+use support::receiver::{Receiver, Recorded, Reply, Tls};
+use support::{LocalIperf3, Run, monitor, with};
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A run against the local server, pushing to `url`.
+fn run_to(server: &LocalIperf3, url: &str, extra: &[&str]) -> Run {
+    let args = with(&with(&server.run_args(), &["--remote-write-url", url]), extra);
+    monitor(&args, &[])
+}
+
+/// The body as the spec wants it: snappy block format (not framed) around a WriteRequest.
+fn decode(request: &Recorded) -> prompb::WriteRequest {
+    // The framed format starts with its stream identifier chunk (0xff, length 6, "sNaPpY").
+    assert_ne!(request.body.get(..4), Some(&b"\xff\x06\x00\x00"[..]), "snappy framed format");
+    let raw = snap::raw::Decoder::new().decompress_vec(&request.body).expect("snappy block format");
+    prompb::WriteRequest::decode(raw.as_slice()).expect("a WriteRequest")
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Every rule of the spec about series, labels and samples; timestamps in milliseconds within
+/// [from_ms, to_ms]. Returns each series' labels as (name, value) pairs.
+fn assert_conformant(request: &prompb::WriteRequest, from_ms: i64, to_ms: i64) -> Vec<Vec<(String, String)>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut all = Vec::new();
+    for series in &request.timeseries {
+        let labels: Vec<(String, String)> = series.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+        let names: Vec<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "labels not sorted or repeated: {names:?}");
+        let metric = labels.iter().find(|(n, _)| n == "__name__").map(|(_, v)| v.as_str());
+        let metric = metric.unwrap_or_else(|| panic!("no __name__ in {labels:?}"));
+        assert!(is_metric_name(metric), "metric name {metric:?}");
+        for (name, value) in &labels {
+            assert!(!value.is_empty(), "{metric}: label {name} is empty");
+            assert!(is_label_name(name), "{metric}: label name {name:?}");
+            assert!(name == "__name__" || !name.starts_with("__"), "{metric}: reserved label {name}");
+        }
+        assert!(seen.insert(labels.clone()), "series {labels:?} twice in one request");
+        assert!(!series.samples.is_empty(), "{metric}: a series without samples");
+        let stamps: Vec<i64> = series.samples.iter().map(|s| s.timestamp).collect();
+        assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{metric}: samples out of order {stamps:?}");
+        for stamp in stamps {
+            assert!((from_ms..=to_ms).contains(&stamp), "{metric}: {stamp} not a millisecond in [{from_ms}, {to_ms}]");
+        }
+        all.push(labels);
+    }
+    all
+}
+
+fn delivery(run: &Run) -> serde_json::Value {
+    let report = run.report();
+    let deliveries = report["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    deliveries[0].clone()
+}
+
+fn gaps(requests: &[Recorded]) -> Vec<f64> {
+    requests.windows(2).map(|w| (w[1].at - w[0].at).as_secs_f64()).collect()
+}
+
+#[test]
+fn a_run_sends_spec_conformant_requests() {
+    let server = LocalIperf3::start();
+    let receiver = Receiver::start(vec![]);
+    let start = now_ms();
+    let run = run_to(&server, &receiver.url("/api/v1/write"), &[]);
+    let end = now_ms();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/api/v1/write"));
+    assert_eq!(request.header("content-encoding"), Some("snappy"));
+    assert_eq!(request.header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(request.header("x-prometheus-remote-write-version"), Some("0.1.0"));
+    let agent = request.header("user-agent").unwrap();
+    assert!(agent.starts_with("iperf3-monitor/") && agent.len() > "iperf3-monitor/".len(), "{agent}");
+
+    let write = decode(request);
+    assert_conformant(&write, start, end);
+    let report = run.report();
+    // The request holds the report's figures and the run's sample count.
+    let sent: usize = write.timeseries.iter().map(|s| s.samples.len()).sum();
+    assert_eq!(delivery(&run)["samples"], sent);
+    assert_eq!(delivery(&run)["delivered_samples"], sent);
+    let measured = report["measurements"][0]["outcome"]["success"]["received_bytes_per_second"].as_f64().unwrap();
+    let received = write
+        .timeseries
+        .iter()
+        .find(|s| s.labels.iter().any(|l| l.name == "__name__" && l.value == "iperf3_received_bytes_per_second"))
+        .expect("iperf3_received_bytes_per_second sent");
+    assert_eq!(received.samples[0].value, measured);
+    let labels: BTreeMap<&str, &str> = received.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+    assert_eq!(labels["source_node"], "here");
+    assert_eq!(labels["destination_node"], "local");
+    assert_eq!(labels["protocol"], "tcp");
+}
+
+#[test]
+fn server_errors_are_retried_with_a_byte_identical_body_and_growing_backoff() {
+    let server = LocalIperf3::start();
+    let script = [500, 502, 503, 504].map(|code| Reply::status(code).body(format!("error {code}"))).to_vec();
+    let receiver = Receiver::start(script);
+    let run = run_to(&server, &receiver.url("/api/v1/write"), &[]);
+    assert_eq!(run.code, Some(0), "delivered after retries: {}", run.stderr);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 5);
+    assert!(requests.iter().all(|r| r.body == requests[0].body), "a retry changed the body");
+    assert_eq!(delivery(&run)["attempts"], 5);
+    assert_eq!(delivery(&run)["delivered_samples"], delivery(&run)["samples"]);
+    for code in ["500", "502", "503", "504"] {
+        assert!(run.stderr.contains(&format!("HTTP {code}")), "no HTTP {code} in the retry logs");
+    }
+    // Retry n waits between half and all of 0.5s × 2^n.
+    let gaps = gaps(&requests);
+    eprintln!("gaps between attempts: {gaps:.3?}");
+    for (n, gap) in gaps.iter().enumerate() {
+        let full = 0.5 * 2f64.powi(n as i32);
+        assert!(
+            *gap >= full / 2.0 - 0.01 && *gap <= full + 0.4,
+            "retry {n}: {gap:.3}s, expected [{}, {full}]s",
+            full / 2.0
+        );
+    }
+}
+
+#[test]
+fn client_errors_are_not_retried_and_the_run_exits_3() {
+    let server = LocalIperf3::start();
+    for code in [400, 401, 404, 413] {
+        let message = format!("refused with {code} by the test receiver");
+        let receiver = Receiver::start(vec![Reply::status(code).body(message.clone())]);
+        let run = run_to(&server, &receiver.url("/api/v1/write"), &["--push-retries", "5"]);
+        assert_eq!(run.code, Some(3), "{code}: {}", run.stderr);
+        assert_eq!(receiver.requests().len(), 1, "{code} was retried");
+        let delivery = delivery(&run);
+        assert_eq!(delivery["attempts"], 1);
+        assert_eq!(delivery["delivered_samples"], 0);
+        let error = delivery["errors"][0].as_str().unwrap();
+        assert!(error.contains(&format!("HTTP {code}")) && error.contains(&message), "{error}");
+        assert!(error.contains("rejected; not retried"), "{error}");
+        assert!(run.stderr.contains(&message), "{code}: the error body is not logged");
+        // The measured results are still in the report.
+        assert_eq!(run.report()["measurements"].as_array().unwrap().len(), 1);
+    }
+}
+
+/// A run whose first request is answered with `first`, the second with 200: the seconds between
+/// the two attempts, after checking that the retry carried the same body.
+fn retried_once(first: Reply, extra: &[&str]) -> (f64, Run) {
+    let server = LocalIperf3::start();
+    let receiver = Receiver::start(vec![first]);
+    let run = run_to(&server, &receiver.url("/api/v1/write"), extra);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body, requests[1].body, "a retry changed the body");
+    (gaps(&requests)[0], run)
+}
+
+#[test]
+fn too_many_requests_is_retried_after_retry_after_seconds() {
+    let (gap, _) = retried_once(Reply::status(429).header("Retry-After", "2"), &[]);
+    eprintln!("Retry-After: 2 → waited {gap:.3}s");
+    // Without the header the first retry waits at most 0.5s.
+    assert!((2.0..2.8).contains(&gap), "waited {gap:.3}s for Retry-After: 2");
+}
+
+#[test]
+fn retry_after_as_an_http_date_is_honoured() {
+    let (gap, _) = retried_once(Reply::status(503).retry_after_date_in(Duration::from_secs(3)), &[]);
+    eprintln!("Retry-After: <now + 3s as an HTTP date> → waited {gap:.3}s");
+    // An HTTP date has whole seconds: the wait is between 2 and 3 seconds.
+    assert!((2.0..3.5).contains(&gap), "waited {gap:.3}s");
+}
+
+#[test]
+fn a_refused_connection_is_retried_until_the_receiver_comes_up() {
+    let server = LocalIperf3::start();
+    let port = support::free_port();
+    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let running = support::spawn_monitor(&with(&server.run_args(), &["--remote-write-url", &url]), &[]);
+    // The 1-second test ends after about 1.2s; the receiver comes up 1.5s later.
+    std::thread::sleep(Duration::from_millis(2700));
+    let receiver = Receiver::start_on(port, vec![], Tls::None);
+    let run = support::finish(running);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(receiver.requests().len(), 1);
+    let attempts = delivery(&run)["attempts"].as_u64().unwrap();
+    assert!(attempts >= 2, "{attempts} attempts");
+    assert!(run.stderr.contains("retrying") && run.stderr.to_lowercase().contains("refused"), "{}", run.stderr);
+}
+
+#[test]
+fn a_refused_connection_is_retried_until_the_deadline_then_exit_3() {
+    let server = LocalIperf3::start();
+    let url = format!("http://127.0.0.1:{}/api/v1/write", support::free_port());
+    let run = run_to(&server, &url, &["--push-retries", "100", "--push-deadline", "3"]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let delivery = delivery(&run);
+    let attempts = delivery["attempts"].as_u64().unwrap();
+    let error = delivery["errors"][0].as_str().unwrap();
+    eprintln!("refused until a 3s deadline: {attempts} attempts, run took {:.2}s: {error}", run.elapsed.as_secs_f64());
+    assert!(attempts >= 3, "{attempts} attempts");
+    assert!(error.contains("delivery deadline"), "{error}");
+    let measuring = run.report()["measurements"][0]["duration_seconds"].as_f64().unwrap();
+    assert!(run.elapsed.as_secs_f64() < measuring + 3.0 + 1.0, "the deadline did not stop the retries");
+}
+
+#[test]
+fn a_timed_out_request_is_retried_with_the_same_body() {
+    let (gap, run) = retried_once(Reply::status(200).after(Duration::from_secs(5)), &["--push-timeout", "1"]);
+    eprintln!("timeout 1s + backoff → second attempt after {gap:.3}s");
+    assert!((1.25..2.0).contains(&gap), "{gap:.3}s: 1s timeout and a backoff of 0.25–0.5s");
+    assert!(run.stderr.contains("timed out"), "{}", run.stderr);
+}
+
+#[test]
+fn timeouts_until_the_deadline_exit_3() {
+    let server = LocalIperf3::start();
+    let receiver = Receiver::start(vec![Reply::status(200).after(Duration::from_secs(30)); 20]);
+    let run = run_to(&server, &receiver.url("/api/v1/write"), &["--push-timeout", "1", "--push-deadline", "4"]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let delivery = delivery(&run);
+    let attempts = delivery["attempts"].as_u64().unwrap();
+    assert!(attempts >= 2 && receiver.requests().len() as u64 == attempts, "{attempts} attempts");
+    let measuring = run.report()["measurements"][0]["duration_seconds"].as_f64().unwrap();
+    eprintln!("timeouts until a 4s deadline: {attempts} attempts, run took {:.2}s", run.elapsed.as_secs_f64());
+    assert!(run.elapsed.as_secs_f64() < measuring + 4.0 + 1.0, "the deadline did not stop the retries");
+}
+
+#[test]
+fn a_2xx_body_is_ignored() {
+    let server = LocalIperf3::start();
+    let body = "ERROR: this 200 body means nothing";
+    let receiver = Receiver::start(vec![Reply::status(200).body(body)]);
+    let run = run_to(&server, &receiver.url("/api/v1/write"), &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(receiver.requests().len(), 1);
+    assert!(!run.stderr.contains(body) && !run.stdout.contains(body));
+    assert!(delivery(&run)["errors"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn an_error_body_is_logged_verbatim_but_truncated() {
+    let server = LocalIperf3::start();
+    let head = r#"out of order sample: {"series": "iperf3_test_success{a=\"b\"}"} <details> & more; "#;
+    let body = format!("{head}{}END-OF-BODY", "x".repeat(4000));
+    let receiver = Receiver::start(vec![Reply::status(400).body(body.clone())]);
+    let run = run_to(&server, &receiver.url("/api/v1/write"), &[]);
+    assert_eq!(run.code, Some(3));
+    let shown = &body[..iperf3_monitor::sinks::http::MAX_ERROR_BODY];
+    assert!(run.stderr.contains(shown), "the first bytes of the body are not logged verbatim: {}", run.stderr);
+    assert!(!run.stderr.contains("END-OF-BODY") && !run.stdout.contains("END-OF-BODY"), "not truncated");
+    assert!(run.stderr.contains(&format!("({} bytes in all)", body.len())), "{}", run.stderr);
+}
+
+/// The configuration of a run pushing to `url` (what the binary would build from these flags).
+fn config(url: &str, extra: &[&str]) -> RunConfig {
+    let mut argv = vec!["iperf3-monitor", "run", "--inventory", "unused.yaml", "--remote-write-url", url];
+    argv.extend_from_slice(extra);
+    let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command;
+    args.into_config(None).unwrap()
+}
+
+/// The run's delivery stage, fed crafted samples.
+async fn deliver(config: &RunConfig, samples: &[Sample]) -> Delivery {
+    let sinks = Sinks::new(config).await.unwrap();
+    let mut deliveries = sinks.deliver(samples).await;
+    assert_eq!(deliveries.len(), 1);
+    deliveries.remove(0)
+}
+
+fn sample(source: usize, timestamp_ms: i64) -> Sample {
+    Sample {
+        metric: samples::TEST_SUCCESS,
+        labels: vec![("destination_node", "b".into()), ("source_node", format!("n{source:05}"))],
+        value: 1.0,
+        timestamp_ms,
+    }
+}
+
+#[tokio::test]
+async fn batches_are_bounded_and_every_series_arrives_once_in_order() {
+    let receiver = Receiver::start(vec![]);
+    let now = now_ms();
+    // 4,500 series, two samples each, the later one first.
+    let samples: Vec<Sample> = (0..4_500).flat_map(|i| [sample(i, now), sample(i, now - 1_000)]).collect();
+    let delivery = deliver(&config(&receiver.url("/api/v1/write"), &[]), &samples).await;
+    assert!(delivery.ok(), "{delivery:?}");
+    let requests = receiver.requests();
+    let sizes: Vec<usize> = requests.iter().map(|r| decode(r).timeseries.len()).collect();
+    assert_eq!(sizes, [MAX_SERIES_PER_REQUEST, MAX_SERIES_PER_REQUEST, 500]);
+    assert_eq!(delivery.requests, 3);
+    let mut series = std::collections::HashSet::new();
+    for request in &requests {
+        for labels in assert_conformant(&decode(request), now - 1_000, now) {
+            assert!(series.insert(labels.clone()), "{labels:?} in two requests");
+        }
+        assert!(decode(request).timeseries.iter().all(|s| s.samples.len() == 2));
+    }
+    assert_eq!(series.len(), 4_500);
+}
+
+#[tokio::test]
+async fn backoff_grows_and_is_capped() {
+    let receiver = Receiver::start(vec![Reply::status(503); 7]);
+    let mut config = config(&receiver.url("/api/v1/write"), &["--push-retries", "10"]);
+    // The default policy (0.5s doubling, capped at 30s) scaled down 12.5 times.
+    let policy = Backoff { base: Duration::from_millis(40), cap: Duration::from_millis(160) };
+    config.push.backoff = policy;
+    let delivery = deliver(&config, &[sample(1, now_ms())]).await;
+    assert!(delivery.ok(), "{delivery:?}");
+    assert_eq!(delivery.attempts, 8);
+    let gaps = gaps(&receiver.requests());
+    eprintln!("gaps with a 40ms base and a 160ms cap: {gaps:.3?}");
+    for (n, gap) in gaps.iter().enumerate() {
+        let full = (0.040 * 2f64.powi(n as i32)).min(0.160);
+        assert!(
+            *gap >= full / 2.0 - 0.005 && *gap <= full + 0.1,
+            "retry {n}: {gap:.3}s, expected [{}, {full}]",
+            full / 2.0
+        );
+    }
+    assert!(gaps[2] > gaps[0], "no growth: {gaps:?}");
+}
+
+#[test]
+fn prometheus_rejects_a_sample_older_than_its_head_with_400_once() {
+    let prometheus = common::Prometheus::start();
+    let url = prometheus.remote_write_url();
+    // A real run first, so that Prometheus's head starts at the present.
+    let server = LocalIperf3::start();
+    let run = monitor(&with(&server.run_args(), &["--remote-write-url", &url]), &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+
+    let three_hours_ago = now_ms() - 3 * 3_600_000;
+    let started = Instant::now();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let delivery = runtime.block_on(deliver(&config(&url, &["--push-retries", "5"]), &[sample(1, three_hours_ago)]));
+    eprintln!("old sample: {delivery:?} in {:.3}s", started.elapsed().as_secs_f64());
+    assert!(!delivery.ok());
+    assert_eq!((delivery.attempts, delivery.delivered_samples), (1, 0));
+    let error = &delivery.errors[0];
+    assert!(error.contains("HTTP 400") && error.contains("out of bounds") && error.contains("not retried"), "{error}");
+    // Prometheus counted exactly one rejected write.
+    let (_, metrics) = common::http_get(&format!("{}/metrics", prometheus.url)).unwrap();
+    let rejected: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains("/api/v1/write")
+                && l.contains("code=\"400\"")
+        })
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(rejected[0].ends_with(" 1"), "{rejected:?}");
+}
