@@ -286,13 +286,15 @@ fn a_server_pod_deleted_mid_run_fails_only_its_tests() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let measured = measurements(&output);
     assert_eq!(measured.len(), 12);
+    // n3's test of the first round may finish before the deletion lands; everything else holds.
     for m in &measured {
         let (src, _) = pair(m);
-        match failure_reason(m) {
-            None => assert_ne!(src, "n3", "n3's pod is gone: {m}"),
-            Some(_) => assert_eq!(src, "n3", "only n3's clients lose their pod: {m}"),
+        if failure_reason(m).is_some() {
+            assert_eq!(src, "n3", "only n3's clients lose their pod: {m}");
         }
     }
+    let n3_failed = measured.iter().filter(|m| pair(m).0 == "n3" && failure_reason(m).is_some()).count();
+    assert!(n3_failed >= 2, "rounds after the deletion cannot exec into n3's pod");
     let gone: Vec<_> = measured
         .iter()
         .filter(|m| m["outcome"]["failure"]["detail"].as_str().is_some_and(|d| d.contains("is gone")))
