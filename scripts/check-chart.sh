@@ -77,8 +77,21 @@ EOF
   echo "$want" >"$stamp"
 }
 
+# promtool (Prometheus's own rule checker) comes from the distribution.
+install_promtool() {
+  command -v promtool >/dev/null && return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "check-chart: promtool not found: install it (Debian/Ubuntu: apt-get install prometheus)" >&2
+    exit 1
+  fi
+  echo "installing prometheus (Debian package) for promtool"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
 install_tools
 $install_only && exit 0
+install_promtool
 export PATH="$tools/bin:$PATH"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -196,10 +209,12 @@ check_kube_version_refused() {
 run_check "refuse: Kubernetes older than kubeVersion" check_kube_version_refused
 
 # Each ci/invalid/*.yaml starts with "# expect: TEXT": rendering it must fail
-# with TEXT in the error.
+# with TEXT in the error. An optional second line "# absent: TEXT" names what
+# the error must not show (a password in a URL).
 check_refused() {
-  local values=$1 expected
+  local values=$1 expected absent
   expected=$(sed -n '1s/^# expect: //p' "$values")
+  absent=$(sed -n '2s/^# absent: //p' "$values")
   [[ -n "$expected" ]] || { echo "$values: first line must be '# expect: <error text>'"; return 1; }
   if helm template iperf3-monitor "$chart" --namespace "$NAMESPACE" --values "$values" \
     >/dev/null 2>"$work/refused.log"; then
@@ -208,6 +223,11 @@ check_refused() {
   fi
   if ! grep -qF -- "$expected" "$work/refused.log"; then
     echo "failed, but without '$expected':"
+    cat "$work/refused.log"
+    return 1
+  fi
+  if [[ -n "$absent" ]] && grep -qF -- "$absent" "$work/refused.log"; then
+    echo "failed, but the error shows '$absent':"
     cat "$work/refused.log"
     return 1
   fi
@@ -295,6 +315,48 @@ check_prometheus_rule_rendered() {
   grep -l "^kind: PrometheusRule" "$work"/renders/*.yaml
 }
 run_check "validate: some render contains the PrometheusRule" check_prometheus_rule_rendered
+
+# alerts/iperf3-monitor.rules.yml is the source of truth; the chart replaces
+# its thresholds and windows by values. With the default values the rules must
+# be the file itself; with ci/all-features (every threshold and window changed)
+# every rule must differ from the file and still pass promtool.
+# compare_rules RENDER same|different
+compare_rules() {
+  "$tools/venv/bin/python" - "$1" "$repo/alerts/iperf3-monitor.rules.yml" "$2" "$work/rules.yml" <<'EOF'
+import sys, yaml
+render, plain_path, want, out = sys.argv[1:]
+rule = [d for d in yaml.safe_load_all(open(render)) if d and d["kind"] == "PrometheusRule"]
+if len(rule) != 1:
+    sys.exit(f"{render}: {len(rule)} PrometheusRules, expected 1")
+spec = rule[0]["spec"]
+yaml.safe_dump(spec, open(out, "w"))
+plain = yaml.safe_load(open(plain_path))
+rules = lambda groups: {r["alert"]: r for g in groups["groups"] for r in g["rules"]}
+rendered, source = rules(spec), rules(plain)
+if rendered.keys() != source.keys():
+    sys.exit(f"alerts differ: {sorted(rendered)} vs {sorted(source)}")
+if want == "same":
+    bad = [name for name in source if rendered[name] != source[name]]
+    bad += ["(the groups)"] if spec != plain else []
+    verb = "differs from"
+else:
+    bad = [name for name in source if rendered[name]["expr"] == source[name]["expr"]]
+    verb = "did not change from"
+for name in bad:
+    print(f"{name}: the rendered rule {verb} alerts/iperf3-monitor.rules.yml")
+print(f"{len(source)} rules compared")
+sys.exit(1 if bad else 0)
+EOF
+  [[ "$2" == same ]] || promtool check rules "$work/rules.yml"
+}
+check_rules_default() {
+  helm template iperf3-monitor "$chart" --namespace "$NAMESPACE" --values "$chart/ci/default-values.yaml" \
+    --set prometheusRule.enabled=true >"$work/rules-default.yaml"
+  compare_rules "$work/rules-default.yaml" same
+}
+run_check "alerts: the PrometheusRule with default values is alerts/iperf3-monitor.rules.yml" check_rules_default
+run_check "alerts: with ci/all-features' thresholds every rule changes and passes promtool" \
+  compare_rules "$work/renders/all-features-$KUBE_NEWEST.yaml" different
 
 # checkov must find nothing; every skip must be annotated in the chart with
 # its justification.

@@ -152,27 +152,85 @@ Fails for schedules it cannot read, asking for job.interval.
 {{- end }}
 
 {{/*
-Time budget of one run: job.budget, else 3/4 of the interval.
-*/}}
-{{- define "iperf3-monitor.budget" -}}
-{{- if .Values.job.budget }}
-{{- .Values.job.budget }}
-{{- else }}
-{{- div (mul (include "iperf3-monitor.interval" . | atoi) 3) 4 }}
-{{- end }}
-{{- end }}
+The time of one run, all in seconds. A run must end before the next starts
+(concurrencyPolicy Forbid would delay it), so:
 
-{{/*
-Seconds after which a run is killed: job.activeDeadlineSeconds, else halfway
-between the end of the budget and the next run.
+  budget + push deadline + margin <= activeDeadlineSeconds < interval
+
+  activeDeadlineSeconds  job.activeDeadlineSeconds, else interval - min(30, interval/10)
+  push deadline          push.deadline, else min(60, interval/5): all of the delivery
+  margin                 test timeout + 15: the pod's start (the image is already on
+                         the node, the servers run it) and the last round, which
+                         starts while its estimate (duration + 1) fits in the
+                         budget but may run until the test timeout
+  budget                 job.budget, else what the others leave: discovery and measuring
+
+Every 5 minutes with the defaults: 175 + 60 + 35 = 270 < 300.
 */}}
 {{- define "iperf3-monitor.activeDeadlineSeconds" -}}
 {{- if .Values.job.activeDeadlineSeconds }}
 {{- .Values.job.activeDeadlineSeconds }}
 {{- else }}
 {{- $interval := include "iperf3-monitor.interval" . | atoi }}
+{{- sub $interval (min 30 (div $interval 10)) }}
+{{- end }}
+{{- end }}
+
+{{- define "iperf3-monitor.pushDeadline" -}}
+{{- if .Values.push.deadline }}
+{{- .Values.push.deadline }}
+{{- else }}
+{{- min 60 (div (include "iperf3-monitor.interval" . | atoi) 5) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A test's hard timeout: job.testTimeout, else the binary's default.
+*/}}
+{{- define "iperf3-monitor.testTimeout" -}}
+{{- if .Values.job.testTimeout }}
+{{- .Values.job.testTimeout }}
+{{- else }}
+{{- add (int .Values.job.duration) 15 }}
+{{- end }}
+{{- end }}
+
+{{- define "iperf3-monitor.runMargin" -}}
+{{- add (include "iperf3-monitor.testTimeout" . | atoi) 15 }}
+{{- end }}
+
+{{- define "iperf3-monitor.budget" -}}
+{{- if .Values.job.budget }}
+{{- .Values.job.budget }}
+{{- else }}
+{{- $deadline := include "iperf3-monitor.activeDeadlineSeconds" . | atoi }}
+{{- $push := include "iperf3-monitor.pushDeadline" . | atoi }}
+{{- $margin := include "iperf3-monitor.runMargin" . | atoi }}
+{{- sub (sub $deadline $push) $margin }}
+{{- end }}
+{{- end }}
+
+{{/*
+Fails unless the run's times fit together (see above), naming the values to
+change.
+*/}}
+{{- define "iperf3-monitor.checkRunTimes" -}}
+{{- $interval := include "iperf3-monitor.interval" . | atoi }}
+{{- $deadline := include "iperf3-monitor.activeDeadlineSeconds" . | atoi }}
+{{- $push := include "iperf3-monitor.pushDeadline" . | atoi }}
+{{- $margin := include "iperf3-monitor.runMargin" . | atoi }}
+{{- $testTimeout := include "iperf3-monitor.testTimeout" . | atoi }}
 {{- $budget := include "iperf3-monitor.budget" . | atoi }}
-{{- sub $interval (div (sub $interval $budget) 2) }}
+{{- $duration := int .Values.job.duration }}
+{{- $source := ternary "job.budget" (printf "derived: activeDeadlineSeconds %d - push.deadline %d - margin %d" $deadline $push $margin) (not (empty .Values.job.budget)) }}
+{{- if ge $deadline $interval }}
+{{- fail (printf "job.activeDeadlineSeconds (%d) must be shorter than the interval between runs (%d seconds): a run still going at the next schedule delays it (concurrencyPolicy Forbid)" $deadline $interval) }}
+{{- end }}
+{{- if le $budget $duration }}
+{{- fail (printf "job.duration (%d) must be shorter than the run's budget (%d seconds, %s): lower job.duration, push.deadline or job.testTimeout, or run less often (job.schedule)" $duration $budget $source) }}
+{{- end }}
+{{- if gt (add $budget $push $margin) $deadline }}
+{{- fail (printf "a run does not fit in job.activeDeadlineSeconds (%d seconds): job.budget %d + push.deadline %d + margin %d (job.testTimeout %d + 15 for the pod's start) = %d; lower job.budget or push.deadline, or raise job.activeDeadlineSeconds (below the interval, %d seconds)" $deadline $budget $push $margin $testTimeout (add $budget $push $margin) $interval) }}
 {{- end }}
 {{- end }}
 
@@ -183,3 +241,25 @@ Whether the job needs cluster-scoped permissions.
 {{- if or .Values.job.discovery.allNamespaces .Values.job.discovery.nodeLabelKeys }}true{{ end }}
 {{- end }}
 
+
+{{/*
+Alert rule literals. A number as PromQL and people read it: no exponent, no
+trailing zeros (100, 0.5, 2.5).
+*/}}
+{{- define "iperf3-monitor.alertNumber" -}}
+{{- regexReplaceAll "\\.?0+$" (printf "%f" (float64 .)) "" }}
+{{- end }}
+
+{{/*
+Seconds as a PromQL duration: whole minutes as "10m", else "45s".
+*/}}
+{{- define "iperf3-monitor.promDuration" -}}
+{{- if eq (mod . 60) 0 }}{{ div . 60 }}m{{ else }}{{ . }}s{{ end }}
+{{- end }}
+
+{{/*
+Seconds in words: "10 minutes", "1 minute", "45 seconds".
+*/}}
+{{- define "iperf3-monitor.humanDuration" -}}
+{{- if eq . 60 }}1 minute{{ else if eq (mod . 60) 0 }}{{ div . 60 }} minutes{{ else }}{{ . }} seconds{{ end }}
+{{- end }}
