@@ -2,12 +2,18 @@
 # Builds the iperf3-monitor image with podman on a machine that reaches no
 # container registry: the base images are made here with debootstrap.
 #
-#   scripts/build-image.sh [--from-source] [--tag IMAGE] [--refresh-base]
+#   scripts/build-image.sh [--from-source | --binary FILE] [--tag IMAGE] [--refresh-base]
 #
 # Default (from binary): `cargo build --release --locked` on this host, then
 # the Dockerfile's `runtime-from-binary` target copies that binary onto the
 # runtime base. The host must be Debian 12 (bookworm), the runtime's release,
 # so that the binary's glibc matches.
+#
+# --binary FILE: the same, with a binary already built on this host instead of
+# the release build, its debug info stripped. CI passes the debug binary that
+# `cargo test` built, so the image costs no second compilation; the image is
+# for the smoke test, not for publishing (the release workflow builds from
+# source).
 #
 # --from-source: the Dockerfile's default target, which compiles in its
 # `build` stage. Its builder base is the debootstrap rootfs plus gcc and this
@@ -21,16 +27,27 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tag="localhost/iperf3-monitor:dev"
 from_source=false
+binary=""
 refresh_base=false
+usage="usage: $0 [--from-source | --binary FILE] [--tag IMAGE] [--refresh-base]"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --from-source) from_source=true ;;
+    --binary) binary=$2; shift ;;
     --tag) tag=$2; shift ;;
     --refresh-base) refresh_base=true ;;
-    *) echo "usage: $0 [--from-source] [--tag IMAGE] [--refresh-base]" >&2; exit 2 ;;
+    *) echo "$usage" >&2; exit 2 ;;
   esac
   shift
 done
+if $from_source && [[ -n "$binary" ]]; then
+  echo "$usage" >&2
+  exit 2
+fi
+if [[ -n "$binary" && ! -x "$binary" ]]; then
+  echo "build-image: --binary $binary: no such executable (build it first, e.g. cargo build --locked)" >&2
+  exit 2
+fi
 
 suite="bookworm"
 mirror="http://deb.debian.org/debian"
@@ -113,12 +130,17 @@ else
     log "this host is not Debian $suite: its binary may need a newer glibc than the image has; use --from-source"
     exit 2
   fi
-  log "cargo build --release --locked"
-  (cd "$repo" && cargo build --release --locked --quiet)
-  target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   # A context of just the binary: nothing else is sent to the build.
   mkdir -p "$scratch/context/target/release"
-  cp "$target_dir/release/iperf3-monitor" "$scratch/context/target/release/"
+  if [[ -n "$binary" ]]; then
+    log "taking $binary, without its debug info"
+    objcopy --strip-debug "$binary" "$scratch/context/target/release/iperf3-monitor"
+  else
+    log "cargo build --release --locked"
+    (cd "$repo" && cargo build --release --locked --quiet)
+    target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    cp "$target_dir/release/iperf3-monitor" "$scratch/context/target/release/"
+  fi
   log "building $tag from the host binary (target runtime-from-binary)"
   podman build "${build_args[@]}" --target runtime-from-binary "$scratch/context"
 fi
