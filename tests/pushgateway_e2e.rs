@@ -171,3 +171,40 @@ fn a_lab_mesh_reaches_prometheus_through_the_pushgateway_and_a_smaller_mesh_repl
     assert_eq!(nodes.iter().map(common::value_of).collect::<Vec<_>>(), [3.0]);
     assert_eq!(gateway.groups().len(), 1);
 }
+
+/// Every dashboard panel answers from a Prometheus that only scrapes the Pushgateway (no
+/// remote-write: the samples carry scrape times, the test times are in the timestamp gauge).
+#[test]
+fn the_dashboards_answer_from_the_pushgateway_path_alone() {
+    let _lock = lab_lock();
+    let lab = Lab::up("dlv2", 41, &[50, 70, 90, 110], &["--udp-loss", "2:0.05"]);
+    let gateway = Pushgateway::start();
+    let scrape = format!(
+        "  - job_name: pushgateway\n    honor_labels: true\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{}']",
+        gateway.address
+    );
+    let prom = Prometheus::start_on("127.0.0.1", &[scrape]);
+    let args = [
+        "--inventory",
+        lab.inventory.to_str().unwrap(),
+        "--duration",
+        "1",
+        "--udp-bitrate",
+        "20M",
+        "--cluster",
+        "lab",
+        "--pushgateway-url",
+        &gateway.url,
+    ];
+    let run = monitor(&args.map(String::from), &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    wait_for_series(&prom, "job=\"iperf3-monitor\"", 24);
+    let dashboards = std::process::Command::new(common::repo().join("scripts/check-dashboard-queries.sh"))
+        .args([prom.url.as_str(), "--nodes", "4", "--protocols", "tcp,udp"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dashboards.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&dashboards.stderr));
+    assert!(dashboards.status.success(), "dashboard queries failed on the Pushgateway path");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}
