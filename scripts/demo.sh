@@ -36,8 +36,11 @@ done
 echo "demo: prometheus on http://127.0.0.1:$port" >&2
 
 status=0
+mkdir -p target/demo
 target/debug/iperf3-monitor run --inventory "$inventory" --duration 3 --udp-bitrate 20M \
-    --remote-write-url "http://127.0.0.1:$port/api/v1/write" --cluster demo || status=$?
+    --remote-write-url "http://127.0.0.1:$port/api/v1/write" --cluster demo \
+    --matrix-svg target/demo/matrix.svg || status=$?
+echo "demo: the matrix as an SVG heatmap: target/demo/matrix.svg" >&2
 
 echo
 echo "Prometheus now holds, for example (iperf3_received_bytes_per_second * 8 / 1e6, tcp):"

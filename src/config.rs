@@ -162,6 +162,10 @@ pub struct RunArgs {
     #[arg(long, env = "IPERF3_MONITOR_OUTPUT", value_enum, default_value_t = Output::Table)]
     pub output: Output,
 
+    /// Also write the source × destination matrix as an SVG heatmap to this file.
+    #[arg(long, env = "IPERF3_MONITOR_MATRIX_SVG", value_name = "PATH")]
+    pub matrix_svg: Option<PathBuf>,
+
     /// Print the schedule (rounds, pairs, estimated time, coverage across runs) and run nothing.
     #[arg(long, env = "IPERF3_MONITOR_DRY_RUN")]
     pub dry_run: bool,
@@ -313,6 +317,7 @@ pub struct RunConfig {
     pub push: PushSettings,
     pub cluster: Option<String>,
     pub output: Output,
+    pub matrix_svg: Option<PathBuf>,
     pub dry_run: bool,
 }
 
@@ -383,6 +388,7 @@ impl RunArgs {
             push: self.push.into_settings()?,
             cluster: self.cluster,
             output: self.output,
+            matrix_svg: self.matrix_svg,
             dry_run: self.dry_run,
         })
     }

@@ -187,7 +187,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     };
     let samples = samples::build(&measured.measurements, &nodes, &facts, config.cluster.as_deref());
     let deliveries = sinks.deliver(&samples).await;
-    Ok(RunOutcome::Measured(Box::new(RunReport {
+    let report = RunReport {
         mode: config.mode,
         started_at_unix_seconds: unix_now as f64,
         duration_seconds: started.elapsed().as_secs_f64(),
@@ -199,7 +199,15 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         measurements: measured.measurements,
         deliveries,
         samples,
-    })))
+    };
+    if let Some(path) = &config.matrix_svg {
+        // A picture beside the results: failing to write it loses no measurement.
+        match tokio::fs::write(path, sinks::svg::heatmap(&report)).await {
+            Ok(()) => tracing::info!(path = %path.display(), "wrote the matrix heatmap"),
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot write --matrix-svg"),
+        }
+    }
+    Ok(RunOutcome::Measured(Box::new(report)))
 }
 
 /// Orders the nodes for the schedule. Star mode puts the source (this process's node) first,

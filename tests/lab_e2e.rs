@@ -188,6 +188,8 @@ fn mesh_of_four_nodes_over_tcp_prints_the_matrix() {
     let _lock = lab_lock();
     let lab = Lab::up("e2em4", 22, &[30, 60, 90, 120], &[]);
     let prom = Prometheus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("matrix.svg");
     let output = run_monitor(
         &[],
         &[
@@ -199,9 +201,20 @@ fn mesh_of_four_nodes_over_tcp_prints_the_matrix() {
             "2",
             "--remote-write-url",
             &prom.remote_write_url(),
+            "--matrix-svg",
+            svg.to_str().unwrap(),
         ],
     );
     assert_eq!(output.status.code(), Some(0));
+    // The heatmap holds the same figures as the table, one cell per pair.
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    let stdout_text = String::from_utf8_lossy(&output.stdout);
+    let figures: Vec<&str> =
+        stdout_text.lines().skip(2).take(4).flat_map(|l| l.split_whitespace().skip(1)).filter(|f| *f != "·").collect();
+    assert_eq!(figures.len(), 12, "{stdout_text}");
+    for figure in figures {
+        assert!(svg.contains(&format!(">{figure}</text>")), "{figure} not in the heatmap");
+    }
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("tcp: received throughput in Mbit/s"), "{stdout}");
     assert!(stdout.contains("12 tests: 12 ok, 0 failed; 3 of 3 planned rounds"), "{stdout}");

@@ -4,6 +4,7 @@ pub mod http;
 pub mod pushgateway;
 pub mod remote_write;
 pub mod report;
+pub mod svg;
 
 use std::time::{Duration, Instant};
 
