@@ -2,18 +2,17 @@
 # Builds the iperf3-monitor image with podman on a machine that reaches no
 # container registry: the base images are made here with debootstrap.
 #
-#   scripts/build-image.sh [--from-source | --binary FILE] [--tag IMAGE] [--refresh-base]
+#   scripts/build-image.sh [--from-source | --debug] [--tag IMAGE] [--refresh-base]
 #
 # Default (from binary): `cargo build --release --locked` on this host, then
 # the Dockerfile's `runtime-from-binary` target copies that binary onto the
 # runtime base. The host must be Debian 12 (bookworm), the runtime's release,
 # so that the binary's glibc matches.
 #
-# --binary FILE: the same, with a binary already built on this host instead of
-# the release build, its debug info stripped. CI passes the debug binary that
-# `cargo test` built, so the image costs no second compilation; the image is
-# for the smoke test, not for publishing (the release workflow builds from
-# source).
+# --debug: the same with `cargo build --locked` (the dev profile), its debug
+# info stripped. After `cargo test`, which builds that very binary, it compiles
+# nothing: CI's image costs no second compilation. For the smoke test, not for
+# publishing (the release workflow builds from source, in release mode).
 #
 # --from-source: the Dockerfile's default target, which compiles in its
 # `build` stage. Its builder base is the debootstrap rootfs plus gcc and this
@@ -27,25 +26,21 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tag="localhost/iperf3-monitor:dev"
 from_source=false
-binary=""
+debug=false
 refresh_base=false
-usage="usage: $0 [--from-source | --binary FILE] [--tag IMAGE] [--refresh-base]"
+usage="usage: $0 [--from-source | --debug] [--tag IMAGE] [--refresh-base]"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --from-source) from_source=true ;;
-    --binary) binary=$2; shift ;;
+    --debug) debug=true ;;
     --tag) tag=$2; shift ;;
     --refresh-base) refresh_base=true ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
   shift
 done
-if $from_source && [[ -n "$binary" ]]; then
+if $from_source && $debug; then
   echo "$usage" >&2
-  exit 2
-fi
-if [[ -n "$binary" && ! -x "$binary" ]]; then
-  echo "build-image: --binary $binary: no such executable (build it first, e.g. cargo build --locked)" >&2
   exit 2
 fi
 
@@ -130,15 +125,16 @@ else
     log "this host is not Debian $suite: its binary may need a newer glibc than the image has; use --from-source"
     exit 2
   fi
+  target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   # A context of just the binary: nothing else is sent to the build.
   mkdir -p "$scratch/context/target/release"
-  if [[ -n "$binary" ]]; then
-    log "taking $binary, without its debug info"
-    objcopy --strip-debug "$binary" "$scratch/context/target/release/iperf3-monitor"
+  if $debug; then
+    log "cargo build --locked (dev profile; nothing to compile after cargo test)"
+    (cd "$repo" && cargo build --locked --quiet)
+    objcopy --strip-debug "$target_dir/debug/iperf3-monitor" "$scratch/context/target/release/iperf3-monitor"
   else
     log "cargo build --release --locked"
     (cd "$repo" && cargo build --release --locked --quiet)
-    target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
     cp "$target_dir/release/iperf3-monitor" "$scratch/context/target/release/"
   fi
   log "building $tag from the host binary (target runtime-from-binary)"
