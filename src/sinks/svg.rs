@@ -11,8 +11,10 @@ use crate::measure::{Measurement, Outcome};
 const CELL_WIDTH: usize = 72;
 const CELL_HEIGHT: usize = 30;
 const LABEL_WIDTH: usize = 110;
-const TITLE_HEIGHT: usize = 46;
+const TITLE_HEIGHT: usize = 58;
 const GAP: usize = 30;
+/// Room for the titles.
+const MIN_WIDTH: usize = 440;
 
 /// One heatmap per protocol, stacked: received throughput coloured from red (0) to green (the
 /// fastest pair of that protocol), failed tests grey with their reason.
@@ -23,7 +25,7 @@ pub fn heatmap(report: &RunReport) -> String {
     };
     let columns: Vec<&str> = report.nodes.iter().map(String::as_str).collect();
     let panel_height = TITLE_HEIGHT + CELL_HEIGHT * (sources.len() + 1);
-    let width = LABEL_WIDTH + CELL_WIDTH * columns.len().max(1) + 20;
+    let width = (LABEL_WIDTH + CELL_WIDTH * columns.len().max(1) + 20).max(MIN_WIDTH);
     let height = (panel_height + GAP) * report.protocols.len().max(1) + 10;
     let mut svg = String::new();
     let _ = writeln!(
@@ -43,8 +45,13 @@ pub fn heatmap(report: &RunReport) -> String {
         let top = p * (panel_height + GAP) + 10;
         let _ = writeln!(
             svg,
-            r#"<text x="10" y="{}" font-size="15" font-weight="bold">{protocol}: received throughput, Mbit/s (rows: source, columns: destination; fastest {:.1})</text>"#,
-            top + 18,
+            r#"<text x="10" y="{}" font-size="15" font-weight="bold">{protocol}: received throughput, Mbit/s</text>"#,
+            top + 14
+        );
+        let _ = writeln!(
+            svg,
+            r##"<text x="10" y="{}" fill="#555555">rows: source, columns: destination; green: the fastest pair ({:.1})</text>"##,
+            top + 30,
             fastest * 8.0 / 1e6
         );
         let grid_top = top + TITLE_HEIGHT;
