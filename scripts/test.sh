@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test and check: formatting, lints, unit tests, the command-line contract, the
 # end-to-end tests on the namespace lab with real iperf3 and a real Prometheus, and the
-# dashboard and chart checks. Needs root (the lab). Installs what it needs first.
+# dashboard and alert checks, the chart checks, and the container image build and smoke test.
+# Needs root (the lab, podman). Installs what it needs first.
 #
 #   sudo ./scripts/test.sh
 set -euo pipefail
@@ -17,3 +18,8 @@ echo "== cargo test" >&2
 cargo test --locked
 echo "== dashboards and alerts" >&2
 scripts/check-dashboards.sh
+echo "== chart" >&2
+scripts/check-chart.sh
+echo "== container image" >&2
+scripts/build-image.sh --debug
+scripts/smoke-image.sh
