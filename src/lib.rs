@@ -14,6 +14,7 @@ pub mod schedule;
 pub mod sinks;
 pub mod targets;
 
+use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
@@ -49,6 +50,23 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The rows of the source × destination matrix: every node in mesh mode, the source in star mode.
+    pub fn sources(&self) -> Vec<&str> {
+        match self.mode {
+            Mode::Mesh => self.nodes.iter().map(String::as_str).collect(),
+            Mode::Star => self.nodes.first().map(String::as_str).into_iter().collect(),
+        }
+    }
+
+    /// The measurements of one protocol by (source, destination).
+    pub fn cells(&self, protocol: Protocol) -> HashMap<(&str, &str), &Measurement> {
+        self.measurements
+            .iter()
+            .filter(|m| m.protocol == protocol)
+            .map(|m| ((m.source.as_str(), m.destination.as_str()), m))
+            .collect()
+    }
+
     /// 0: all good; 1: some tests failed; 3: some samples were not delivered.
     pub fn exit_code(&self) -> u8 {
         if self.deliveries.iter().any(|d| !d.ok()) {

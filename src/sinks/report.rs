@@ -22,16 +22,8 @@ const LISTED_PAIRS: usize = 12;
 pub fn table(report: &RunReport) -> String {
     let mut out = String::new();
     for protocol in &report.protocols {
-        let cells: HashMap<(&str, &str), &Measurement> = report
-            .measurements
-            .iter()
-            .filter(|m| m.protocol == *protocol)
-            .map(|m| ((m.source.as_str(), m.destination.as_str()), m))
-            .collect();
-        let sources: Vec<&str> = match report.mode {
-            crate::config::Mode::Mesh => report.nodes.iter().map(String::as_str).collect(),
-            crate::config::Mode::Star => report.nodes.first().map(String::as_str).into_iter().collect(),
-        };
+        let cells = report.cells(*protocol);
+        let sources = report.sources();
         let title = format!("{protocol}: received throughput in Mbit/s (rows: source, columns: destination)");
         matrix(&mut out, &title, &sources, &report.nodes, |src, dst| {
             match cells.get(&(src, dst)).map(|m| &m.outcome) {

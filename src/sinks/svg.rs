@@ -1,12 +1,11 @@
 //! The latest source × destination matrix as an SVG heatmap: a picture of the run without
 //! Grafana. Pure: the caller writes the file.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::RunReport;
-use crate::config::Mode;
-use crate::measure::{Measurement, Outcome};
+
+use crate::measure::Outcome;
 
 const CELL_WIDTH: usize = 72;
 const CELL_HEIGHT: usize = 30;
@@ -19,10 +18,7 @@ const MIN_WIDTH: usize = 440;
 /// One heatmap per protocol, stacked: received throughput coloured from red (0) to green (the
 /// fastest pair of that protocol), failed tests grey with their reason.
 pub fn heatmap(report: &RunReport) -> String {
-    let sources: Vec<&str> = match report.mode {
-        Mode::Mesh => report.nodes.iter().map(String::as_str).collect(),
-        Mode::Star => report.nodes.first().map(String::as_str).into_iter().collect(),
-    };
+    let sources = report.sources();
     let columns: Vec<&str> = report.nodes.iter().map(String::as_str).collect();
     let panel_height = TITLE_HEIGHT + CELL_HEIGHT * (sources.len() + 1);
     let width = (LABEL_WIDTH + CELL_WIDTH * columns.len().max(1) + 20).max(MIN_WIDTH);
@@ -34,12 +30,7 @@ pub fn heatmap(report: &RunReport) -> String {
     );
     let _ = writeln!(svg, r#"<rect width="{width}" height="{height}" fill="white"/>"#);
     for (p, protocol) in report.protocols.iter().enumerate() {
-        let cells: HashMap<(&str, &str), &Measurement> = report
-            .measurements
-            .iter()
-            .filter(|m| m.protocol == *protocol)
-            .map(|m| ((m.source.as_str(), m.destination.as_str()), m))
-            .collect();
+        let cells = report.cells(*protocol);
         let fastest =
             cells.values().filter_map(|m| m.result()).map(|r| r.received_bytes_per_second()).fold(0.0, f64::max);
         let top = p * (panel_height + GAP) + 10;
@@ -115,8 +106,10 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::config::Mode;
     use crate::config::Protocol;
     use crate::iperf3::{Failure, FailureReason, TcpResult, TestResult};
+    use crate::measure::Measurement;
     use crate::schedule::Plan;
 
     fn measurement(source: &str, destination: &str, outcome: Outcome) -> Measurement {
