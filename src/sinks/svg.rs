@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 
 use crate::RunReport;
-
 use crate::measure::Outcome;
 
 const CELL_WIDTH: usize = 72;
