@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+mod iperf3_auth;
 mod push;
+pub use iperf3_auth::{Credentials, Iperf3AuthArgs, Password, read_password_file};
 pub use push::{Auth, Backoff, ExtraHeaders, PushArgs, PushSettings, PushgatewayTarget, TlsSettings};
 
 /// Measures the network between every pair of nodes with iperf3 and pushes the results into
@@ -28,6 +30,22 @@ pub struct Cli {
 pub enum Command {
     /// Run one measurement pass (or print its plan with --dry-run) and exit.
     Run(Box<RunArgs>),
+    /// Run PROGRAM with IPERF3_PASSWORD read from FILE, without a shell: how an iperf3 client
+    /// started in a server pod (pods/exec cannot set environment variables) gets its password
+    /// without it appearing on a command line.
+    WithPassword(WithPasswordArgs),
+}
+
+/// Flags of `iperf3-monitor with-password`.
+#[derive(Debug, Args)]
+pub struct WithPasswordArgs {
+    /// File holding the password (one line).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: PathBuf,
+
+    /// The program and its arguments.
+    #[arg(last = true, required = true, num_args = 1.., value_name = "PROGRAM")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// Where clients run.
@@ -182,6 +200,9 @@ pub struct RunArgs {
     pub iperf3: String,
 
     #[command(flatten)]
+    pub iperf3_auth: Iperf3AuthArgs,
+
+    #[command(flatten)]
     pub kubernetes: KubernetesArgs,
 }
 
@@ -314,6 +335,8 @@ pub struct RunConfig {
     pub budget: Option<Duration>,
     pub interval: Duration,
     pub default_port: u16,
+    /// Credentials for authenticated iperf3 servers (inventory nodes may override them).
+    pub credentials: Option<Credentials>,
     pub push: PushSettings,
     pub cluster: Option<String>,
     pub output: Output,
@@ -367,6 +390,10 @@ impl RunArgs {
         }
         let concurrency = usize::try_from(self.concurrency)
             .map_err(|_| Error::config("--concurrency", "too large for this machine"))?;
+        // In Kubernetes mesh mode the clients run in the server pods, which read the password
+        // themselves; everywhere else this process starts them.
+        let local_clients = self.inventory.is_some() || self.mode == Mode::Star;
+        let credentials = self.iperf3_auth.into_credentials(local_clients)?;
         Ok(RunConfig {
             inventory: self.inventory,
             kubernetes: self.kubernetes.into_settings()?,
@@ -385,6 +412,7 @@ impl RunArgs {
             budget: self.budget.map(Duration::from_secs),
             interval: Duration::from_secs(self.interval),
             default_port: self.port,
+            credentials,
             push: self.push.into_settings()?,
             cluster: self.cluster,
             output: self.output,
@@ -414,6 +442,7 @@ mod tests {
         argv.extend_from_slice(extra);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
             Command::Run(args) => *args,
+            Command::WithPassword(_) => unreachable!("not a run"),
         })
     }
 

@@ -14,6 +14,9 @@ pub mod exit_code {
     pub const DELIVERY: u8 = 3;
     /// The servers could not be discovered; nothing was run.
     pub const DISCOVERY: u8 = 4;
+    /// The run stopped before its planned rounds were done (SIGTERM or SIGINT, or the budget
+    /// ran out); what it measured was delivered.
+    pub const STOPPED: u8 = 5;
 }
 
 /// Errors that stop a run before any test starts.

@@ -7,10 +7,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Protocol, TestSettings};
+use crate::config::{Credentials, Protocol, TestSettings};
 
-/// The argv of one client test (the program first).
-pub fn client_argv(settings: &TestSettings, protocol: Protocol, address: &str, port: u16) -> Vec<String> {
+/// The argv of one client test (the program first). With `credentials`, the user name and the
+/// servers' public key go on the command line; the password never does (see the runners).
+pub fn client_argv(
+    settings: &TestSettings,
+    protocol: Protocol,
+    address: &str,
+    port: u16,
+    credentials: Option<&Credentials>,
+) -> Vec<String> {
     // iperf3 gives up connecting after this long, so a blackholed path fails with a reason of
     // its own well before the hard timeout.
     let connect_timeout_ms = settings.timeout.saturating_sub(settings.duration).as_millis().clamp(1000, 10_000);
@@ -34,6 +41,14 @@ pub fn client_argv(settings: &TestSettings, protocol: Protocol, address: &str, p
     }
     if protocol == Protocol::Udp {
         argv.extend(["--udp".into(), "--bitrate".into(), settings.udp_bitrate.clone()]);
+    }
+    if let Some(credentials) = credentials {
+        argv.extend([
+            "--username".into(),
+            credentials.username.clone(),
+            "--rsa-public-key-path".into(),
+            credentials.public_key_file.clone(),
+        ]);
     }
     argv
 }
@@ -324,7 +339,7 @@ mod tests {
 
     #[test]
     fn argv_for_tcp_and_udp() {
-        let tcp = client_argv(&settings(), Protocol::Tcp, "198.18.0.2", 5201);
+        let tcp = client_argv(&settings(), Protocol::Tcp, "198.18.0.2", 5201, None);
         assert_eq!(
             tcp,
             [
@@ -342,8 +357,23 @@ mod tests {
                 "10000"
             ]
         );
-        let udp = client_argv(&TestSettings { parallel: 4, ..settings() }, Protocol::Udp, "h", 1);
+        let udp = client_argv(&TestSettings { parallel: 4, ..settings() }, Protocol::Udp, "h", 1, None);
         assert!(udp.ends_with(&["--parallel".into(), "4".into(), "--udp".into(), "--bitrate".into(), "50M".into()]));
+    }
+
+    #[test]
+    fn credentials_add_the_user_and_key_but_never_the_password() {
+        let mut credentials =
+            Credentials::new("mon".into(), "/etc/iperf3/public.pem".into(), "/run/secrets/password".into()).unwrap();
+        credentials.password = Some(crate::config::Password::new("hunter2"));
+        let argv = client_argv(&settings(), Protocol::Tcp, "198.18.0.2", 5201, Some(&credentials));
+        assert!(argv.ends_with(&[
+            "--username".into(),
+            "mon".into(),
+            "--rsa-public-key-path".into(),
+            "/etc/iperf3/public.pem".into()
+        ]));
+        assert!(!argv.iter().any(|a| a.contains("hunter2") || a.contains("/run/secrets")), "{argv:?}");
     }
 
     // Real iperf3 3.12 output (trimmed of fields the parser ignores).

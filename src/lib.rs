@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use config::{Mode, Output, Protocol, RunConfig};
 use error::{Error, Result, exit_code};
-use measure::{Measure, Measurement};
+use measure::{Measure, Measurement, StopReason};
 use runner::NodeRunner;
 use runner::pod_exec::PodExecRunner;
 use runner::process::ProcessRunner;
@@ -43,6 +43,8 @@ pub struct RunReport {
     pub plan: Plan,
     pub rounds_run: usize,
     pub rounds_skipped: usize,
+    /// Why planned rounds were skipped (`signal`, `budget`), or null.
+    pub stopped: Option<StopReason>,
     pub measurements: Vec<Measurement>,
     pub deliveries: Vec<Delivery>,
     #[serde(skip)]
@@ -67,10 +69,13 @@ impl RunReport {
             .collect()
     }
 
-    /// 0: all good; 1: some tests failed; 3: some samples were not delivered.
+    /// 0: all good; 1: some tests failed; 3: some samples were not delivered; 5: stopped
+    /// before the planned rounds were done (what was measured was delivered).
     pub fn exit_code(&self) -> u8 {
         if self.deliveries.iter().any(|d| !d.ok()) {
             exit_code::DELIVERY
+        } else if self.stopped.is_some() {
+            exit_code::STOPPED
         } else if self.measurements.iter().any(|m| m.failure().is_some()) {
             exit_code::TESTS_FAILED
         } else {
@@ -146,6 +151,8 @@ mod erased {
 pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let started_at = SystemTime::now();
     let started = Instant::now();
+    // From the start, so that a SIGTERM during discovery also ends in a delivered report.
+    let stop = stop_on_signal();
     // First, so that bad TLS or credential files stop the run (a dry run too) before discovery.
     let sinks = Sinks::new(&config).await?;
     let discovered = targets::discover(&config).await?;
@@ -189,9 +196,9 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         nodes: &nodes,
         settings: &config.test,
         concurrency: config.concurrency,
-        deadline: config.budget.map(|b| started + b),
+        deadline: config.budget.map(|b| tokio::time::Instant::from_std(started) + b),
     };
-    let measured = measure.run(&schedule, &plan, stop_on_signal()).await;
+    let measured = measure.run(&schedule, &plan, stop).await;
 
     let facts = RunFacts {
         started_at,
@@ -200,6 +207,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         protocols: config.protocols.clone(),
         mesh_pairs_per_protocol: schedule.pairs_per_protocol(),
         rounds_run: measured.rounds_run,
+        rounds_skipped: measured.rounds_skipped,
         cycle_rounds: plan.cycle_rounds,
         cycle_runs: plan.cycle_runs,
     };
@@ -214,6 +222,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         plan,
         rounds_run: measured.rounds_run,
         rounds_skipped: measured.rounds_skipped,
+        stopped: measured.stopped,
         measurements: measured.measurements,
         deliveries,
         samples,

@@ -10,7 +10,15 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::WithPassword(args) => {
+            // Only returns when the program could not be started.
+            let (code, message) = iperf3_monitor::runner::with_password::exec(&args);
+            eprintln!("{message}");
+            return ExitCode::from(code);
+        }
+    };
     init_logging(args.log_format);
     let output = args.output;
     let config = match args.into_config(std::env::var("NODE_NAME").ok()) {

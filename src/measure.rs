@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use crate::config::{Protocol, TestSettings};
 use crate::iperf3::{self, Failure, FailureReason, TestResult};
-use crate::runner::{ClientOutput, ClientRunner, MAX_OUTPUT_BYTES, RunError};
+use crate::runner::{ClientCommand, ClientOutput, ClientRunner, MAX_OUTPUT_BYTES, RunError};
 use crate::schedule::{Pair, Plan, Round, Schedule};
 use crate::targets::Node;
 
@@ -62,10 +62,33 @@ impl Measurement {
 /// What the measuring stage did.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
+    /// Every finished test, those of an abandoned round included.
     pub measurements: Vec<Measurement>,
+    /// Rounds measured whole.
     pub rounds_run: usize,
-    /// Planned rounds not run: the budget ran out, or the run was told to stop.
+    /// Planned rounds not measured whole: the budget ran out, or the run was told to stop.
     pub rounds_skipped: usize,
+    /// Why rounds were skipped, if they were.
+    pub stopped: Option<StopReason>,
+}
+
+/// Why a run measured fewer rounds than it planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopReason {
+    /// SIGTERM or SIGINT (a CronJob's deadline, Ctrl-C).
+    Signal,
+    /// The next round would have ended after the run's --budget.
+    Budget,
+}
+
+impl StopReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Signal => "stopped by a signal",
+            StopReason::Budget => "the budget ran out",
+        }
+    }
 }
 
 /// Everything the measuring stage needs besides the plan.
@@ -76,41 +99,61 @@ pub struct Measure<'a, R> {
     pub nodes: &'a [Node],
     pub settings: &'a TestSettings,
     pub concurrency: usize,
-    /// No round starts unless its estimate ends before this.
-    pub deadline: Option<Instant>,
+    /// No round starts unless its estimate ends before this (tokio's clock, so tests can
+    /// pause it).
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl<R: ClientRunner> Measure<'_, R> {
     /// Runs the planned rounds one after the other. When `stop` turns true (SIGTERM), the
-    /// round in progress is abandoned (its clients killed) and what was measured is returned.
+    /// round in progress is abandoned (its clients killed) and what was measured, including the
+    /// tests of that round that had finished, is returned.
     pub async fn run(&self, schedule: &Schedule, plan: &Plan, mut stop: watch::Receiver<bool>) -> Measured {
         let mut measured = Measured::default();
         for (i, round) in plan.rounds(schedule).enumerate() {
+            let rounds_left = plan.rounds - i;
             if *stop.borrow() {
-                tracing::warn!(rounds_left = plan.rounds - i, "stopping early: the run was told to stop");
-                measured.rounds_skipped = plan.rounds - i;
+                tracing::warn!(rounds_left, "stopping early: the run was told to stop");
+                measured.stop(StopReason::Signal, rounds_left);
                 break;
             }
             if let Some(deadline) = self.deadline
-                && Instant::now() + plan.round_estimate > deadline
+                && tokio::time::Instant::now() + plan.round_estimate > deadline
             {
                 tracing::warn!(
-                    rounds_left = plan.rounds - i,
+                    rounds_left,
                     "the run's budget is spent; the remaining rounds are skipped (raise --budget or lower --duration)"
                 );
-                measured.rounds_skipped = plan.rounds - i;
+                measured.stop(StopReason::Budget, rounds_left);
                 break;
             }
             let started = Instant::now();
-            let tests = tokio::select! {
-                tests = self.round(round) => tests,
-                _ = stop.wait_for(|stop| *stop) => {
-                    tracing::warn!(round = i + 1, "stopping early: the run was told to stop; tests in progress are abandoned");
-                    measured.rounds_skipped = plan.rounds - i;
-                    break;
+            let mut tests = Vec::new();
+            let mut running = std::pin::pin!(
+                futures::stream::iter(round.pairs())
+                    .map(|pair| self.test(round, pair))
+                    .buffer_unordered(self.concurrency.max(1))
+            );
+            let abandoned = loop {
+                tokio::select! {
+                    test = running.next() => match test {
+                        Some(test) => tests.push(test),
+                        None => break false,
+                    },
+                    _ = stop.wait_for(|stop| *stop) => break true,
                 }
             };
             let failed = tests.iter().filter(|m| m.failure().is_some()).count();
+            if abandoned {
+                tracing::warn!(
+                    round = i + 1,
+                    finished = tests.len(),
+                    "stopping early: the run was told to stop; tests in progress are abandoned, finished ones kept"
+                );
+                measured.measurements.extend(tests);
+                measured.stop(StopReason::Signal, rounds_left);
+                break;
+            }
             tracing::info!(
                 round = format!("{}/{}", i + 1, plan.rounds),
                 protocol = %round.protocol,
@@ -125,22 +168,17 @@ impl<R: ClientRunner> Measure<'_, R> {
         measured
     }
 
-    async fn round(&self, round: Round) -> Vec<Measurement> {
-        futures::stream::iter(round.pairs())
-            .map(|pair| self.test(round, pair))
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await
-    }
-
     async fn test(&self, round: Round, pair: Pair) -> Measurement {
         let source = &self.nodes[pair.source];
         let destination = &self.nodes[pair.destination];
-        let argv = iperf3::client_argv(self.settings, round.protocol, &destination.address, destination.port);
+        let credentials = destination.credentials.as_ref();
+        let argv =
+            iperf3::client_argv(self.settings, round.protocol, &destination.address, destination.port, credentials);
+        let command = ClientCommand { argv: &argv, credentials };
         let started = Instant::now();
         let mut attempt = 0;
         let outcome = loop {
-            let outcome = match self.runner.run(source, &argv, self.settings.timeout).await {
+            let outcome = match self.runner.run(source, command, self.settings.timeout).await {
                 Ok(output) => judge(round.protocol, &output),
                 Err(RunError::Timeout(_)) => Err(Failure::new(
                     FailureReason::Timeout,
@@ -224,6 +262,13 @@ fn judge(protocol: Protocol, output: &ClientOutput) -> Result<TestResult, Failur
     }
 }
 
+impl Measured {
+    fn stop(&mut self, reason: StopReason, rounds_left: usize) {
+        self.stopped = Some(reason);
+        self.rounds_skipped = rounds_left;
+    }
+}
+
 fn unix_seconds<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()))
 }
@@ -255,7 +300,13 @@ mod tests {
     }
 
     impl ClientRunner for FakeRunner {
-        async fn run(&self, node: &Node, argv: &[String], timeout: Duration) -> Result<ClientOutput, RunError> {
+        async fn run(
+            &self,
+            node: &Node,
+            command: ClientCommand<'_>,
+            timeout: Duration,
+        ) -> Result<ClientOutput, RunError> {
+            let argv = command.argv;
             let address = argv[2].clone();
             let call = {
                 let mut calls = self.calls.lock().unwrap();
@@ -266,6 +317,10 @@ mod tests {
                 None => Ok(output(TCP_OK, 0)),
                 Some(Ok(out)) => Ok(out.clone()),
                 Some(Err("timeout")) => Err(RunError::Timeout(timeout)),
+                Some(Err("hang")) => {
+                    tokio::time::sleep(timeout).await;
+                    Err(RunError::Timeout(timeout))
+                }
                 Some(Err(other)) => Err(RunError::Spawn(other.to_string())),
             }
         }
@@ -370,5 +425,59 @@ mod tests {
         let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
         let measured = measure.run(&schedule, &plan, stop).await;
         assert_eq!((measured.rounds_run, measured.rounds_skipped), (0, 3));
+        assert_eq!(measured.stopped, Some(StopReason::Signal));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_request_mid_round_keeps_the_tests_that_finished() {
+        let mut runner = FakeRunner::default();
+        runner.answers.insert("a1".into(), vec![Err("hang")]);
+        let nodes = nodes(4);
+        let settings = TestSettings { timeout: Duration::from_secs(3600), ..settings() };
+        let schedule =
+            Schedule::new(Topology::Mesh { nodes: 4, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
+        let plan = Plan::new(&schedule, None, Duration::from_secs(2), 0).unwrap();
+        let (tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            tx.send(true).unwrap();
+            std::future::pending::<()>().await;
+        });
+        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
+        let measured = measure.run(&schedule, &plan, stop).await;
+        // Round 1 is n0→n1, n1→n2, n2→n3, n3→n0: all but the hanging test towards n1 finished.
+        assert_eq!((measured.rounds_run, measured.rounds_skipped), (0, 3));
+        assert_eq!(measured.stopped, Some(StopReason::Signal));
+        let mut finished: Vec<_> = measured.measurements.iter().map(|m| m.destination.as_str()).collect();
+        finished.sort_unstable();
+        assert_eq!(finished, ["n0", "n2", "n3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rounds_that_no_longer_fit_the_budget_are_skipped_and_reported() {
+        let mut runner = FakeRunner::default();
+        // Every test towards n1 hangs until --test-timeout (3s), so round 1 takes 3s, not 2s.
+        runner.answers.insert("a1".into(), vec![Err("hang")]);
+        let nodes = nodes(4);
+        let settings = settings();
+        let schedule =
+            Schedule::new(Topology::Mesh { nodes: 4, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
+        let plan = Plan::new(&schedule, Some(Duration::from_secs(6)), Duration::from_secs(2), 0).unwrap();
+        assert_eq!(plan.rounds, 3);
+        let (_tx, stop) = watch::channel(false);
+        let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(6));
+        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline };
+        let measured = measure.run(&schedule, &plan, stop).await;
+        // Rounds 1 (0-3s) and 2 (3-6s) ran; round 3 would end at 8s > 6s.
+        assert_eq!((measured.rounds_run, measured.rounds_skipped), (2, 1));
+        assert_eq!(measured.stopped, Some(StopReason::Budget));
+        assert_eq!(measured.measurements.len(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_that_fits_its_budget_is_not_stopped() {
+        let runner = FakeRunner::default();
+        let measured = measure(&runner, 4).await;
+        assert_eq!((measured.rounds_run, measured.rounds_skipped, measured.stopped), (3, 0, None));
     }
 }

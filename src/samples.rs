@@ -48,6 +48,7 @@ metrics! {
     MESH_PAIRS = "iperf3_monitor_mesh_pairs", "Directed pairs in the full mesh (or star), by protocol.";
     NODES = "iperf3_monitor_nodes", "Nodes with an iperf3 server found by the last run.";
     RUN_ROUNDS = "iperf3_monitor_run_rounds", "Rounds measured by the last run.";
+    RUN_ROUNDS_SKIPPED = "iperf3_monitor_run_rounds_skipped", "Planned rounds the last run did not measure whole: it was stopped (SIGTERM) or its budget ran out.";
     CYCLE_ROUNDS = "iperf3_monitor_cycle_rounds", "Rounds in a full cycle over every pair and protocol.";
     CYCLE_RUNS = "iperf3_monitor_cycle_runs", "Consecutive runs needed to measure every pair once.";
 }
@@ -71,6 +72,7 @@ pub struct RunFacts {
     pub protocols: Vec<Protocol>,
     pub mesh_pairs_per_protocol: usize,
     pub rounds_run: usize,
+    pub rounds_skipped: usize,
     pub cycle_rounds: usize,
     pub cycle_runs: usize,
 }
@@ -174,6 +176,7 @@ fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&st
     }
     push(NODES, None, run.nodes as f64);
     push(RUN_ROUNDS, None, run.rounds_run as f64);
+    push(RUN_ROUNDS_SKIPPED, None, run.rounds_skipped as f64);
     push(CYCLE_ROUNDS, None, run.cycle_rounds as f64);
     push(CYCLE_RUNS, None, run.cycle_runs as f64);
 }
@@ -215,6 +218,7 @@ mod tests {
             protocols: vec![Protocol::Tcp, Protocol::Udp],
             mesh_pairs_per_protocol: 2,
             rounds_run: 2,
+            rounds_skipped: 0,
             cycle_rounds: 2,
             cycle_runs: 1,
         }

@@ -291,7 +291,7 @@ fn an_error_body_is_logged_verbatim_but_truncated() {
 fn config(url: &str, extra: &[&str]) -> RunConfig {
     let mut argv = vec!["iperf3-monitor", "run", "--inventory", "unused.yaml", "--remote-write-url", url];
     argv.extend_from_slice(extra);
-    let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command;
+    let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else { unreachable!("a run") };
     args.into_config(None).unwrap()
 }
 

@@ -4,12 +4,14 @@
 
 pub mod pod_exec;
 pub mod process;
+pub mod with_password;
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::config::Credentials;
 use crate::targets::Node;
 use pod_exec::PodExecRunner;
 use process::ProcessRunner;
@@ -37,13 +39,23 @@ pub enum RunError {
     Timeout(Duration),
 }
 
+/// A client to run on a node.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCommand<'a> {
+    /// The program first; never a shell line.
+    pub argv: &'a [String],
+    /// For an authenticated server: the password reaches the client through its environment
+    /// (`IPERF3_PASSWORD`), never through argv.
+    pub credentials: Option<&'a Credentials>,
+}
+
 /// Runs a command on a node.
 pub trait ClientRunner: Send + Sync {
-    /// Runs `argv` on `node`, killing it and its children after `timeout`.
+    /// Runs `command` on `node`, killing it and its children after `timeout`.
     fn run(
         &self,
         node: &Node,
-        argv: &[String],
+        command: ClientCommand<'_>,
         timeout: Duration,
     ) -> impl Future<Output = Result<ClientOutput, RunError>> + Send;
 }
@@ -57,10 +69,10 @@ pub struct NodeRunner {
 }
 
 impl ClientRunner for NodeRunner {
-    async fn run(&self, node: &Node, argv: &[String], timeout: Duration) -> Result<ClientOutput, RunError> {
+    async fn run(&self, node: &Node, command: ClientCommand<'_>, timeout: Duration) -> Result<ClientOutput, RunError> {
         match (&node.pod, &self.pod_exec) {
-            (Some(pod), Some(pod_exec)) => pod_exec.exec(pod, argv, timeout).await,
-            _ => self.process.run(node, argv, timeout).await,
+            (Some(pod), Some(pod_exec)) => pod_exec.exec(pod, command, timeout).await,
+            _ => self.process.run(node, command, timeout).await,
         }
     }
 }

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::Client;
 use kube::api::{Api, AttachParams};
 
-use super::{ClientOutput, RunError, read_capped};
+use super::{ClientCommand, ClientOutput, RunError, read_capped, with_password};
 use crate::targets::PodRef;
 
 /// How much longer than the local timeout the remote client may live: the local timeout
@@ -32,15 +32,16 @@ impl PodExecRunner {
         PodExecRunner { client }
     }
 
-    /// Runs `argv` in `pod`, with the exit code from the exec status channel. The client runs
-    /// under coreutils `timeout`, so it cannot outlive the test when the stream is closed.
-    pub async fn exec(&self, pod: &PodRef, argv: &[String], timeout: Duration) -> Result<ClientOutput, RunError> {
+    /// Runs the client in `pod`, with the exit code from the exec status channel. The client
+    /// runs under coreutils `timeout`, so it cannot outlive the test when the stream is closed.
+    pub async fn exec(
+        &self,
+        pod: &PodRef,
+        client: ClientCommand<'_>,
+        timeout: Duration,
+    ) -> Result<ClientOutput, RunError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
-        let remote_limit = format!("{}s", (timeout + REMOTE_GRACE).as_secs());
-        let command: Vec<&str> = ["timeout", "-s", "KILL", remote_limit.as_str()]
-            .into_iter()
-            .chain(argv.iter().map(String::as_str))
-            .collect();
+        let command = remote_command(client, timeout);
         let mut params = AttachParams::default().stdin(false).stdout(true).stderr(true);
         if let Some(container) = &pod.container {
             params = params.container(container.as_str());
@@ -64,6 +65,18 @@ impl PodExecRunner {
         // Dropping the session on timeout drops the attached process, which closes the stream.
         tokio::time::timeout(timeout, session).await.map_err(|_| RunError::Timeout(timeout))?
     }
+}
+
+/// The argv exec'd in the pod: `timeout -s KILL <limit> [with-password …] argv…`. A password
+/// is read from its file in the pod (exec cannot set environment variables), never sent.
+pub fn remote_command(client: ClientCommand<'_>, timeout: Duration) -> Vec<String> {
+    let mut command =
+        vec!["timeout".to_string(), "-s".into(), "KILL".into(), format!("{}s", (timeout + REMOTE_GRACE).as_secs())];
+    match client.credentials {
+        Some(credentials) => command.extend(with_password::wrap(&credentials.password_file, client.argv)),
+        None => command.extend_from_slice(client.argv),
+    }
+    command
 }
 
 /// The exit code an exec status reports: 0 for Success, the ExitCode cause of a
@@ -104,6 +117,36 @@ mod tests {
 
     fn status(json: serde_json::Value) -> Status {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_password_file_is_read_in_the_pod_and_the_password_never_sent() {
+        let argv = ["iperf3".to_string(), "--client".into(), "10.0.0.2".into()];
+        let plain = remote_command(ClientCommand { argv: &argv, credentials: None }, Duration::from_secs(20));
+        assert_eq!(plain, ["timeout", "-s", "KILL", "22s", "iperf3", "--client", "10.0.0.2"]);
+        let mut credentials =
+            crate::config::Credentials::new("mon".into(), "/k.pem".into(), "/etc/auth/password".into()).unwrap();
+        credentials.password = Some(crate::config::Password::new("hunter2"));
+        let wrapped =
+            remote_command(ClientCommand { argv: &argv, credentials: Some(&credentials) }, Duration::from_secs(20));
+        assert_eq!(
+            wrapped,
+            [
+                "timeout",
+                "-s",
+                "KILL",
+                "22s",
+                "iperf3-monitor",
+                "with-password",
+                "--password-file",
+                "/etc/auth/password",
+                "--",
+                "iperf3",
+                "--client",
+                "10.0.0.2"
+            ]
+        );
+        assert!(!wrapped.iter().any(|a| a.contains("hunter2")));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::Command;
 
-use super::{ClientOutput, ClientRunner, RunError, read_capped};
+use super::with_password;
+use super::{ClientCommand, ClientOutput, ClientRunner, RunError, read_capped};
 use crate::targets::Node;
 
 /// Starts each client as a child process of this one.
@@ -16,10 +17,20 @@ use crate::targets::Node;
 pub struct ProcessRunner;
 
 impl ClientRunner for ProcessRunner {
-    async fn run(&self, node: &Node, argv: &[String], timeout: Duration) -> Result<ClientOutput, RunError> {
-        let mut full = node.client_command.iter().chain(argv);
+    async fn run(&self, node: &Node, client: ClientCommand<'_>, timeout: Duration) -> Result<ClientOutput, RunError> {
+        let mut full = node.client_command.iter().chain(client.argv);
         let program = full.next().ok_or_else(|| RunError::Spawn("empty command".into()))?;
         let mut command = Command::new(program);
+        if let Some(credentials) = client.credentials {
+            let password = credentials.password.as_ref().ok_or_else(|| {
+                RunError::Spawn(format!(
+                    "the password in {} was not read for a client started here",
+                    credentials.password_file.display()
+                ))
+            })?;
+            // Through the environment (of client_command's program, which passes it on), never argv.
+            command.env(with_password::PASSWORD_VARIABLE, password.expose());
+        }
         command
             .args(full)
             .stdin(Stdio::null())
@@ -64,10 +75,14 @@ mod tests {
         args.iter().map(|s| s.to_string()).collect()
     }
 
+    fn plain(argv: &[String]) -> ClientCommand<'_> {
+        ClientCommand { argv, credentials: None }
+    }
+
     #[tokio::test]
     async fn runs_argv_behind_the_prefix_without_a_shell() {
         let out = ProcessRunner
-            .run(&node(&["env"]), &argv(&["printf", "%s", "$(echo no shell);"]), Duration::from_secs(5))
+            .run(&node(&["env"]), plain(&argv(&["printf", "%s", "$(echo no shell);"])), Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(out.stdout, b"$(echo no shell);");
@@ -81,7 +96,7 @@ mod tests {
         let started = std::time::Instant::now();
         // sh is only the program under test here: it starts a grandchild that would outlive it.
         let err = ProcessRunner
-            .run(&node(&[]), &argv(&["sh", "-c", &format!("{marker} & {marker}")]), Duration::from_millis(300))
+            .run(&node(&[]), plain(&argv(&["sh", "-c", &format!("{marker} & {marker}")])), Duration::from_millis(300))
             .await
             .unwrap_err();
         assert!(matches!(err, RunError::Timeout(_)), "{err}");
@@ -93,18 +108,44 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_a_spawn_error() {
-        let err =
-            ProcessRunner.run(&node(&[]), &argv(&["/nonexistent/iperf3"]), Duration::from_secs(5)).await.unwrap_err();
+        let err = ProcessRunner
+            .run(&node(&[]), plain(&argv(&["/nonexistent/iperf3"])), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(err, RunError::Spawn(ref m) if m.contains("/nonexistent/iperf3")), "{err}");
     }
 
     #[tokio::test]
     async fn huge_output_is_capped() {
         let out = ProcessRunner
-            .run(&node(&[]), &argv(&["head", "-c", "10000000", "/dev/zero"]), Duration::from_secs(10))
+            .run(&node(&[]), plain(&argv(&["head", "-c", "10000000", "/dev/zero"])), Duration::from_secs(10))
             .await
             .unwrap();
         assert_eq!(out.stdout.len(), crate::runner::MAX_OUTPUT_BYTES);
         assert!(out.truncated);
+    }
+
+    #[tokio::test]
+    async fn the_password_goes_to_the_client_in_its_environment_only() {
+        let mut credentials = crate::config::Credentials::new("mon".into(), "/k.pem".into(), "/pw".into()).unwrap();
+        credentials.password = Some(crate::config::Password::new("hunter2"));
+        // `env` behind an `env` prefix: the variable passes through client_command.
+        let command = argv(&["env"]);
+        let out = ProcessRunner
+            .run(
+                &node(&["env"]),
+                ClientCommand { argv: &command, credentials: Some(&credentials) },
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        let env = String::from_utf8(out.stdout).unwrap();
+        assert!(env.lines().any(|l| l == "IPERF3_PASSWORD=hunter2"), "{env}");
+        credentials.password = None;
+        let err = ProcessRunner
+            .run(&node(&[]), ClientCommand { argv: &command, credentials: Some(&credentials) }, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RunError::Spawn(ref m) if m.contains("was not read")), "{err}");
     }
 }

@@ -91,6 +91,14 @@ pub fn summary(report: &RunReport) -> String {
         report.plan.cycle_runs,
         report.duration_seconds,
     );
+    if let Some(stopped) = report.stopped {
+        let _ = write!(
+            line,
+            "; stopped early ({}): {} planned round(s) skipped",
+            stopped.describe(),
+            report.rounds_skipped
+        );
+    }
     for delivery in &report.deliveries {
         let _ = write!(
             line,

@@ -151,6 +151,7 @@ mod tests {
             },
             rounds_run: 1,
             rounds_skipped: 0,
+            stopped: None,
             measurements: vec![
                 measurement("a<b", "n2", tcp(12.5e6)),
                 measurement("n2", "a<b", Outcome::Failure(Failure::new(FailureReason::Refused, "x"))),

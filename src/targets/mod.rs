@@ -8,7 +8,7 @@ pub mod kubernetes;
 
 use serde::Serialize;
 
-use crate::config::{NodeLabelNames, RunConfig};
+use crate::config::{Credentials, NodeLabelNames, RunConfig};
 use crate::error::Result;
 
 /// A node with an iperf3 server.
@@ -30,6 +30,9 @@ pub struct Node {
     /// Node labels chosen with --node-label-keys.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<NodeLabel>,
+    /// What a client needs to be let in by this node's server, if it authenticates clients.
+    #[serde(skip)]
+    pub credentials: Option<Credentials>,
 }
 
 /// A node label copied onto the node's pair series.
@@ -43,7 +46,15 @@ pub struct NodeLabel {
 impl Node {
     /// A node reached at `address:port`, running its clients behind `client_command`.
     pub fn new(name: impl Into<String>, address: impl Into<String>, port: u16, client_command: Vec<String>) -> Self {
-        Node { name: name.into(), address: address.into(), port, client_command, pod: None, labels: Vec::new() }
+        Node {
+            name: name.into(),
+            address: address.into(),
+            port,
+            client_command,
+            pod: None,
+            labels: Vec::new(),
+            credentials: None,
+        }
     }
 }
 
@@ -75,10 +86,16 @@ impl std::fmt::Debug for Discovered {
 /// server pods in Kubernetes.
 pub async fn discover(config: &RunConfig) -> Result<Discovered> {
     match &config.inventory {
-        Some(path) => Ok(Discovered { nodes: inventory::load(path, config.default_port).await?, kubernetes: None }),
+        Some(path) => Ok(Discovered {
+            nodes: inventory::load(path, config.default_port, config.credentials.as_ref()).await?,
+            kubernetes: None,
+        }),
         None => {
-            let (nodes, client) =
+            let (mut nodes, client) =
                 kubernetes::discover(&config.kubernetes, config.default_port, config.test.timeout).await?;
+            for node in &mut nodes {
+                node.credentials.clone_from(&config.credentials);
+            }
             Ok(Discovered { nodes, kubernetes: Some(client) })
         }
     }

@@ -1,0 +1,219 @@
+//! Credentials for authenticated iperf3 servers (`iperf3 -s --rsa-private-key-path …
+//! --authorized-users-path …`): the client's user name, the servers' public key and the
+//! password, which never goes on a command line.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+
+/// Longest password file read: a password is a line, not a document.
+const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
+
+/// Flags for servers that only let authorised clients in.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Authenticated iperf3 servers")]
+pub struct Iperf3AuthArgs {
+    /// User name of the iperf3 clients (iperf3 --username), for servers started with --authorized-users-path; needs --iperf3-public-key-file and --iperf3-password-file.
+    #[arg(long, env = "IPERF3_MONITOR_IPERF3_USERNAME", value_name = "NAME")]
+    pub iperf3_username: Option<String>,
+
+    /// The servers' RSA public key in PEM (iperf3 --rsa-public-key-path), a path where the clients run: on the node, or in the server pod in Kubernetes mesh mode.
+    #[arg(long, env = "IPERF3_MONITOR_IPERF3_PUBLIC_KEY_FILE", value_name = "FILE")]
+    pub iperf3_public_key_file: Option<String>,
+
+    /// File holding the clients' password, given to them in IPERF3_PASSWORD, never on a command line. The job reads it when it runs the clients itself (inventory, star mode); in Kubernetes mesh mode it is a path in the server pods.
+    #[arg(long, env = "IPERF3_MONITOR_IPERF3_PASSWORD_FILE", value_name = "FILE")]
+    pub iperf3_password_file: Option<PathBuf>,
+}
+
+/// An iperf3 client's password. Debug shows nothing of it, and nothing serialises it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(password: impl Into<String>) -> Password {
+        Password(password.into())
+    }
+
+    /// The password itself, for the client's environment and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// What a client needs to be let in by an authenticated server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    /// The servers' RSA public key, a path where the client runs.
+    pub public_key_file: String,
+    /// The file holding the password: read by the job for clients it runs itself; for clients
+    /// started in a server pod, a path in that pod, read there by `iperf3-monitor with-password`.
+    pub password_file: PathBuf,
+    /// The password, once read by the job (clients it runs itself).
+    pub password: Option<Password>,
+}
+
+impl Credentials {
+    /// Checks the parts; `field` names where they came from in errors.
+    pub fn new(username: String, public_key_file: String, password_file: PathBuf) -> Result<Credentials, String> {
+        if username.is_empty() || username.contains(',') || username.chars().any(char::is_control) {
+            return Err(format!(
+                "user name {username:?} must be non-empty, without commas or control characters (the authorized users file is `name,sha256`)"
+            ));
+        }
+        if public_key_file.is_empty() || public_key_file.contains('\0') {
+            return Err("the public key file must be a path".into());
+        }
+        if password_file.as_os_str().is_empty() {
+            return Err("the password file must be a path".into());
+        }
+        Ok(Credentials { username, public_key_file, password_file, password: None })
+    }
+
+    /// Reads the password from `password_file`, for clients this process starts.
+    pub fn read_password(&mut self) -> Result<(), String> {
+        self.password = Some(read_password_file(&self.password_file)?);
+        Ok(())
+    }
+}
+
+impl Iperf3AuthArgs {
+    /// The run's credentials, if any. `read_password`: the job runs clients itself and needs
+    /// the password (not so in Kubernetes mesh mode, where the server pods read it).
+    pub fn into_credentials(self, read_password: bool) -> Result<Option<Credentials>> {
+        let (username, public_key_file, password_file) = match (
+            self.iperf3_username,
+            self.iperf3_public_key_file,
+            self.iperf3_password_file,
+        ) {
+            (None, None, None) => return Ok(None),
+            (Some(u), Some(k), Some(p)) => (u, k, p),
+            (u, k, p) => {
+                let missing: Vec<&str> = [
+                    (u.is_none(), "--iperf3-username"),
+                    (k.is_none(), "--iperf3-public-key-file"),
+                    (p.is_none(), "--iperf3-password-file"),
+                ]
+                .into_iter()
+                .filter_map(|(missing, flag)| missing.then_some(flag))
+                .collect();
+                return Err(Error::config(
+                    missing[0],
+                    format!(
+                        "authenticated iperf3 servers need all three of --iperf3-username, --iperf3-public-key-file and --iperf3-password-file; missing: {}",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        };
+        let mut credentials = Credentials::new(username, public_key_file, password_file)
+            .map_err(|message| Error::config("--iperf3-username", message))?;
+        if read_password {
+            credentials.read_password().map_err(|message| Error::config("--iperf3-password-file", message))?;
+        }
+        Ok(Some(credentials))
+    }
+}
+
+/// Reads a password file: one line, its trailing newline dropped.
+pub fn read_password_file(path: &Path) -> Result<Password, String> {
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PASSWORD_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_PASSWORD_FILE_BYTES {
+        return Err(format!("the password file {shown} is longer than {MAX_PASSWORD_FILE_BYTES} bytes"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("the password file {shown} is not UTF-8 text"))?;
+    let password = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    if password.is_empty() {
+        return Err(format!("the password file {shown} is empty"));
+    }
+    if password.contains(['\n', '\0']) {
+        return Err(format!("the password file {shown} holds more than one line"));
+    }
+    Ok(Password::new(password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(u: Option<&str>, k: Option<&str>, p: Option<&Path>) -> Iperf3AuthArgs {
+        Iperf3AuthArgs {
+            iperf3_username: u.map(str::to_string),
+            iperf3_public_key_file: k.map(str::to_string),
+            iperf3_password_file: p.map(Path::to_path_buf),
+        }
+    }
+
+    #[test]
+    fn a_password_file_is_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        assert_eq!(read_password_file(&file("a", b"s3cret\n")).unwrap().expose(), "s3cret");
+        assert_eq!(read_password_file(&file("b", b"s3 cret\r\n")).unwrap().expose(), "s3 cret");
+        assert_eq!(read_password_file(&file("c", b"no newline")).unwrap().expose(), "no newline");
+        for (name, text, expected) in [
+            ("d", &b""[..], "empty"),
+            ("e", b"\n", "empty"),
+            ("f", b"two\nlines\n", "more than one line"),
+            ("g", b"\xff\xfe", "not UTF-8"),
+        ] {
+            let err = read_password_file(&file(name, text)).unwrap_err();
+            assert!(err.contains(expected), "{name}: {err}");
+        }
+        let err = read_password_file(&file("h", &vec![b'x'; 5000])).unwrap_err();
+        assert!(err.contains("longer than"), "{err}");
+        let err = read_password_file(&dir.path().join("missing")).unwrap_err();
+        assert!(err.contains("cannot read the password file"), "{err}");
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "hunter2-very-secret\n").unwrap();
+        let credentials = args(Some("mon"), Some("/k.pem"), Some(&path)).into_credentials(true).unwrap().unwrap();
+        assert_eq!(credentials.password.as_ref().unwrap().expose(), "hunter2-very-secret");
+        let shown = format!("{credentials:?} {credentials:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn credentials_need_all_three_flags() {
+        assert_eq!(args(None, None, None).into_credentials(true).unwrap(), None);
+        let err = args(Some("mon"), None, None).into_credentials(true).unwrap_err().to_string();
+        assert!(err.contains("--iperf3-public-key-file, --iperf3-password-file"), "{err}");
+        let err = args(None, Some("/k"), Some(Path::new("/p"))).into_credentials(true).unwrap_err().to_string();
+        assert!(err.starts_with("invalid --iperf3-username"), "{err}");
+        let err = args(Some("a,b"), Some("/k"), Some(Path::new("/p"))).into_credentials(false).unwrap_err().to_string();
+        assert!(err.contains("without commas"), "{err}");
+    }
+
+    #[test]
+    fn the_password_is_read_only_when_the_job_runs_clients() {
+        let missing = Path::new("/nonexistent/iperf3-password");
+        let in_pods = args(Some("mon"), Some("/k.pem"), Some(missing)).into_credentials(false).unwrap().unwrap();
+        assert_eq!(in_pods.password, None);
+        let err = args(Some("mon"), Some("/k.pem"), Some(missing)).into_credentials(true).unwrap_err().to_string();
+        assert!(err.contains("--iperf3-password-file") && err.contains("/nonexistent/iperf3-password"), "{err}");
+    }
+}
