@@ -107,7 +107,7 @@ impl FailureReason {
             FailureReason::Busy
         } else if m.contains("connection refused") {
             FailureReason::Refused
-        } else if m.contains("authoriz") || m.contains("authentic") {
+        } else if m.contains("authoriz") || m.contains("authentic") || m.contains("valid rsa public key") {
             FailureReason::Auth
         } else if [
             "no route to host",
@@ -436,6 +436,11 @@ mod tests {
                 FailureReason::Unreachable,
             ),
             ("test authorization failed", FailureReason::Auth),
+            (
+                "iperf3: parameter error - you must specify a username, password, and path to a valid RSA public key",
+                FailureReason::Auth,
+            ),
+            ("control socket has closed unexpectedly", FailureReason::Error),
             ("unable to receive results: Bad file descriptor", FailureReason::Error),
         ];
         for (message, reason) in cases {

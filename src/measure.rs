@@ -12,10 +12,10 @@ use crate::runner::{ClientCommand, ClientOutput, ClientRunner, MAX_OUTPUT_BYTES,
 use crate::schedule::{Pair, Plan, Round, Schedule};
 use crate::targets::Node;
 
-/// How often a test whose server is busy is tried again.
-const BUSY_RETRIES: u32 = 2;
-/// Wait before the first retry of a busy server; doubles each time.
-const BUSY_BACKOFF: Duration = Duration::from_secs(1);
+/// How often a test whose server was not taking tests (busy, or between two tests) is tried again.
+const RETRIES: u32 = 2;
+/// Wait before the first retry; doubles each time.
+const BACKOFF: Duration = Duration::from_secs(1);
 /// Most characters of a client's stderr kept in a failure's detail.
 const MAX_DETAIL_CHARS: usize = 500;
 
@@ -190,8 +190,8 @@ impl<R: ClientRunner> Measure<'_, R> {
                 Err(RunError::Spawn(message)) => Err(Failure::new(FailureReason::Spawn, message)),
             };
             match outcome {
-                Err(failure) if failure.reason == FailureReason::Busy && attempt < BUSY_RETRIES => {
-                    tokio::time::sleep(BUSY_BACKOFF * 2u32.pow(attempt)).await;
+                Err(failure) if is_transient(&failure) && attempt < RETRIES => {
+                    tokio::time::sleep(BACKOFF * 2u32.pow(attempt)).await;
                     attempt += 1;
                 }
                 outcome => break outcome,
@@ -230,6 +230,15 @@ impl<R: ClientRunner> Measure<'_, R> {
     }
 }
 
+/// Failures that say the server was not taking a test just then: busy with another client, or
+/// resetting the connection while it gets ready for the next test (iperf3 reopens its listening
+/// socket after each test; a client arriving in that gap, as the next round starts, is reset).
+fn is_transient(failure: &Failure) -> bool {
+    failure.reason == FailureReason::Busy
+        || (failure.reason == FailureReason::Error
+            && failure.detail.to_ascii_lowercase().starts_with("unable to connect to server: connection reset"))
+}
+
 /// Turns a finished client's output into a result; the JSON decides, the exit code confirms.
 fn judge(protocol: Protocol, output: &ClientOutput) -> Result<TestResult, Failure> {
     if output.truncated {
@@ -252,7 +261,17 @@ fn judge(protocol: Protocol, output: &ClientOutput) -> Result<TestResult, Failur
         let code = output.exit_code.map_or("a signal".to_string(), |c| format!("exit code {c}"));
         return Err(Failure::new(reason, format!("the client printed no report ({code}): {}", stderr())));
     }
-    let result = iperf3::parse(protocol, &output.stdout)?;
+    let result = match iperf3::parse(protocol, &output.stdout) {
+        // No report but a failing exit and a complaint: iperf3 refused its arguments or
+        // credentials before testing (and printed its usage on stdout).
+        Err(failure)
+            if failure.reason == FailureReason::Parse && output.exit_code != Some(0) && !stderr().is_empty() =>
+        {
+            let complaint = stderr();
+            return Err(Failure::new(FailureReason::from_iperf3_error(&complaint), complaint));
+        }
+        parsed => parsed?,
+    };
     match output.exit_code {
         Some(0) => Ok(result),
         code => Err(Failure::new(
@@ -401,8 +420,42 @@ mod tests {
         assert!(to("n1").result().is_some(), "{:?}", to("n1"));
         assert_eq!(to("n0").failure().unwrap().reason, FailureReason::Busy);
         let calls = runner.calls.lock().unwrap();
-        assert_eq!(calls.iter().filter(|(_, a)| a[2] == "a0").count(), 1 + BUSY_RETRIES as usize);
+        assert_eq!(calls.iter().filter(|(_, a)| a[2] == "a0").count(), 1 + RETRIES as usize);
         assert_eq!(calls.iter().filter(|(_, a)| a[2] == "a1").count(), 2);
+    }
+
+    #[test]
+    fn a_client_that_refuses_its_credentials_fails_auth_not_parse() {
+        let refused = ClientOutput {
+            exit_code: Some(1),
+            stdout: b"Usage: iperf3 [-s|-c host] [options]\n".to_vec(),
+            stderr: b"iperf3: error:80000002:system library::No such file or directory\n\niperf3: parameter error - you must specify a username, password, and path to a valid RSA public key\n".to_vec(),
+            truncated: false,
+        };
+        let failure = judge(Protocol::Tcp, &refused).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::Auth, "{failure:?}");
+        assert!(failure.detail.contains("No such file"), "{failure:?}");
+        let garbage = ClientOutput { exit_code: Some(0), stderr: Vec::new(), ..refused };
+        assert_eq!(judge(Protocol::Tcp, &garbage).unwrap_err().reason, FailureReason::Parse);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_reset_between_two_tests_is_retried() {
+        let reset = r#"{"end":{},"error":"unable to connect to server: Connection reset by peer"}"#;
+        let mut runner = FakeRunner::default();
+        runner.answers.insert("a1".into(), vec![Ok(output(reset, 0)), Ok(output(TCP_OK, 0))]);
+        // Reset for good: given up after the retries, with the reset as the detail.
+        runner.answers.insert("a0".into(), vec![Ok(output(reset, 0))]);
+        let measured = measure(&runner, 2).await;
+        let to = |dst: &str| measured.measurements.iter().find(|m| m.destination == dst).unwrap();
+        assert!(to("n1").result().is_some(), "{:?}", to("n1"));
+        let failure = to("n0").failure().unwrap();
+        assert_eq!(failure.reason, FailureReason::Error);
+        assert!(failure.detail.contains("reset"), "{failure:?}");
+        let calls = runner.calls.lock().unwrap();
+        assert_eq!(calls.iter().filter(|(_, a)| a[2] == "a0").count(), 1 + RETRIES as usize);
+        let refused = r#"{"end":{},"error":"unable to connect to server: Connection refused"}"#;
+        assert!(!is_transient(&iperf3::parse(Protocol::Tcp, refused.as_bytes()).unwrap_err()));
     }
 
     #[test]

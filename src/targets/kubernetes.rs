@@ -185,7 +185,8 @@ pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> O
     }
     let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
     let node_name = spec.node_name.clone().filter(|n| !n.is_empty())?;
-    let address = status.pod_ip.clone().filter(|ip| !ip.is_empty())?;
+    // An IP address and nothing else goes on the client's command line.
+    let address = status.pod_ip.clone().filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())?;
     if !ready {
         return None;
     }
@@ -269,6 +270,8 @@ mod tests {
             pod("a", "w", "10.0.0.1", "Running", false, t),
             pod("a", "", "10.0.0.1", "Running", true, t),
             pod("a", "w", "", "Running", true, t),
+            pod("a", "w", "--server", "Running", true, t),
+            pod("a", "w", "10.0.0.1; reboot", "Running", true, t),
         ] {
             assert_eq!(pod_to_target(&bad, 5201, None), None, "{bad:?}");
         }

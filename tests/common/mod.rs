@@ -75,6 +75,35 @@ impl Lab {
     pub fn host_address(&self) -> String {
         format!("198.18.{}.254", self.subnet)
     }
+
+    /// Address of node `node` (1-based).
+    pub fn address(&self, node: usize) -> String {
+        format!("198.18.{}.{node}", self.subnet)
+    }
+
+    /// Where lab.sh keeps the lab's pid files, logs, inventory and (with --auth) keys.
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/iperf3-monitor-lab/{}", self.name))
+    }
+
+    /// The pid of node `node`'s iperf3 server.
+    pub fn server_pid(&self, node: usize) -> i32 {
+        let pid = std::fs::read_to_string(self.state_dir().join(format!("n{node}.pid"))).unwrap();
+        pid.trim().parse().unwrap()
+    }
+
+    /// Runs `argv` inside node `node`'s namespace; panics if it fails.
+    pub fn exec_in(&self, node: usize, argv: &[&str]) {
+        let output = Command::new("ip").args(["netns", "exec", &self.namespace(node)]).args(argv).output().unwrap();
+        assert!(output.status.success(), "{argv:?} in n{node}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// The lab's inventory with only nodes n1..=n`count`.
+    pub fn inventory_of_first(&self, count: usize, dir: &Path) -> PathBuf {
+        let text = std::fs::read_to_string(&self.inventory).unwrap();
+        let cut = text.find(&format!("  - name: n{}\n", count + 1)).unwrap_or(text.len());
+        write_file(dir, "inventory.yaml", &text[..cut])
+    }
 }
 
 impl Drop for Lab {
@@ -189,6 +218,25 @@ pub fn run_monitor(prefix: &[&str], args: &[&str]) -> Output {
         .expect("running iperf3-monitor");
     eprintln!("--- iperf3-monitor stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
     output
+}
+
+/// Starts `iperf3-monitor run` with `args`, stdout and stderr piped; kill it by its pid.
+pub fn spawn_monitor(args: &[&str]) -> Child {
+    Command::new(binary())
+        .arg("run")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("NODE_NAME")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running iperf3-monitor")
+}
+
+/// Processes whose command line contains `pattern` (pgrep -f), e.g. clients still running.
+pub fn processes_matching(pattern: &str) -> String {
+    let output = Command::new("pgrep").args(["-a", "-f", "--", pattern]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -164,6 +164,7 @@ pub(crate) async fn upgrade(
         params,
         protocol,
         netns: pod.netns.clone(),
+        path: pod.path.clone(),
         running: pod.phase == "Running",
         namespace: namespace.into(),
         pod: name.into(),
@@ -236,8 +237,8 @@ fn exit_code(status: ExitStatus) -> i32 {
     status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(255)
 }
 
-/// Where `program` resolves, as execve would find it via PATH.
-fn resolve(program: &str) -> Result<(), String> {
+/// Where `program` resolves, as execve would find it via `path` (else this process's PATH).
+fn resolve(program: &str, path: Option<&str>) -> Result<(), String> {
     let executable = |p: &Path| {
         use std::os::unix::fs::PermissionsExt;
         p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -249,7 +250,7 @@ fn resolve(program: &str) -> Result<(), String> {
             Err(format!("exec: {program:?}: stat {program}: no such file or directory"))
         };
     }
-    let path = std::env::var("PATH").unwrap_or_default();
+    let path = path.map_or_else(|| std::env::var("PATH").unwrap_or_default(), str::to_string);
     if path.split(':').any(|dir| executable(&Path::new(dir).join(program))) {
         Ok(())
     } else {
@@ -265,6 +266,7 @@ struct Session {
     params: ExecParams,
     protocol: &'static str,
     netns: Option<String>,
+    path: Option<String>,
     running: bool,
     namespace: String,
     pod: String,
@@ -336,7 +338,7 @@ impl Session {
                 .await;
         }
         let argv = &self.params.command;
-        if let Err(why) = resolve(&argv[0]) {
+        if let Err(why) = resolve(&argv[0], self.path.as_deref()) {
             let id = container_id(&self.namespace, &self.pod, &format!("exec/{}", self.index));
             let cause = format!(
                 "error executing command in container: failed to exec in container: failed to start exec {id:?}: \
@@ -357,6 +359,9 @@ impl Session {
                 c
             }
         };
+        if let Some(path) = &self.path {
+            command.env("PATH", path);
+        }
         let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
         command
             .stdin(piped(self.params.stdin))

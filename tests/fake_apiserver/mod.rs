@@ -20,7 +20,7 @@
 //! - [`FakeCluster`] `{ pods, nodes, token, service_account }` (Default: no objects, token
 //!   `fake-token`, service account `monitoring/iperf3-monitor`); `FakeCluster::lab(lab, subnet,
 //!   node_count, namespace)` builds the chart's server pods for a lab.
-//! - [`FakePod`] (`FakePod::running(ns, name, node, ip)` plus `.in_netns()`, `.ready()`,
+//! - [`FakePod`] (`FakePod::running(ns, name, node, ip)` plus `.in_netns()`, `.with_path()`, `.ready()`,
 //!   `.phase()`, `.label()`, `.created_at()`), [`FakeNode`] (`FakeNode::new(name).label(k, v)`).
 //! - [`FakeApiServer`]: `start(cluster)`, `url`, `ca_pem`, `kubeconfig(dir, namespace)`,
 //!   `kubeconfig_with_token(dir, namespace, token)`, `requests()` ([`RecordedRequest`]),
@@ -133,6 +133,9 @@ pub struct FakePod {
     pub labels: BTreeMap<String, String>,
     /// The lab network namespace exec runs commands in; None runs them on the host.
     pub netns: Option<String>,
+    /// `PATH` of the container (its image's programs), where exec looks up commands; None
+    /// uses the test process's.
+    pub path: Option<String>,
     /// Container names; the first is the iperf3 server.
     pub containers: Vec<String>,
     /// `metadata.creationTimestamp`, RFC 3339.
@@ -164,6 +167,7 @@ impl FakePod {
             ready: true,
             labels: server_labels(),
             netns: None,
+            path: None,
             containers: vec!["iperf3".into()],
             created_at: "2025-06-02T10:00:00Z".into(),
         }
@@ -171,6 +175,13 @@ impl FakePod {
 
     pub fn in_netns(mut self, netns: &str) -> FakePod {
         self.netns = Some(netns.into());
+        self
+    }
+
+    /// Exec'd commands are looked up in `path` (and run with it as `PATH`), as in a container
+    /// whose image holds them.
+    pub fn with_path(mut self, path: &str) -> FakePod {
+        self.path = Some(path.into());
         self
     }
 

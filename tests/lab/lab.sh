@@ -2,7 +2,7 @@
 # A multi-node lab on one machine: N network namespaces joined by a bridge, each running
 # `iperf3 -s`, each node shaped to its own known rate.
 #
-#   tests/lab/lab.sh up NAME --rates 40,60,80,100 [--subnet S] [--udp-loss NODE:PROBABILITY]... [--shared-ack-queue]
+#   tests/lab/lab.sh up NAME --rates 40,60,80,100 [--subnet S] [--udp-loss NODE:PROBABILITY]... [--shared-ack-queue] [--auth USER:PASSWORD]
 #   tests/lab/lab.sh down NAME
 #
 # `up` prints the path of an inventory file for `iperf3-monitor run --inventory`. Node i is
@@ -18,6 +18,8 @@
 # queueing largely do. --shared-ack-queue leaves that class out (the worst case).
 # --udp-loss drops UDP data datagrams to node i's server at random (iptables statistic; no netem
 # here).
+# --auth starts every server with RSA authentication: a fresh key pair and an authorized users
+# file with USER and PASSWORD in STATE/auth/ (the clients need STATE/auth/public.pem).
 #
 # Only addresses in 198.18.0.0/15, inside namespaces this script makes, carry lab traffic.
 set -euo pipefail
@@ -64,7 +66,7 @@ shape() {
 up() {
     local name=$1
     shift
-    local rates="" subnet=0 losses=()
+    local rates="" subnet=0 losses=() auth=""
     SHARED_ACK_QUEUE=0
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -72,6 +74,7 @@ up() {
             --subnet) subnet=$2; shift 2 ;;
             --udp-loss) losses+=("$2"); shift 2 ;;
             --shared-ack-queue) SHARED_ACK_QUEUE=1; shift ;;
+            --auth) auth=$2; shift 2 ;;
             *) usage ;;
         esac
     done
@@ -86,6 +89,19 @@ up() {
     mkdir -p "$state"
     # Whatever fails below, leave nothing half made.
     trap 'echo "lab.sh: setting up $name failed; tearing it down" >&2; down "$name"' ERR
+
+    local server_auth=()
+    if [[ -n $auth ]]; then
+        local user=${auth%%:*} password=${auth#*:}
+        [[ $auth == *:* && -n $user && $user != *,* ]] || { echo "lab.sh: --auth is USER:PASSWORD" >&2; exit 2; }
+        mkdir -p "$state/auth"
+        openssl genrsa -out "$state/auth/private.pem" 2048 2>/dev/null
+        openssl rsa -in "$state/auth/private.pem" -pubout -out "$state/auth/public.pem" 2>/dev/null
+        # iperf3's format: one `user,sha256("{user}password")` per line.
+        printf '%s,%s\n' "$user" "$(printf '{%s}%s' "$user" "$password" | sha256sum | cut -d' ' -f1)" \
+            >"$state/auth/users.csv"
+        server_auth=(--rsa-private-key-path "$state/auth/private.pem" --authorized-users-path "$state/auth/users.csv")
+    fi
 
     local bridge=${name}br
     ip link add "$bridge" type bridge
@@ -106,7 +122,7 @@ up() {
         shape eth0 "$rate" "$ns"
         shape "$host_if" "$rate"
         ip netns exec "$ns" iperf3 --server --port "$PORT" --daemon \
-            --pidfile "$state/n$i.pid" --logfile "$state/n$i.log"
+            --pidfile "$state/n$i.pid" --logfile "$state/n$i.log" "${server_auth[@]}"
         cat >>"$state/inventory.yaml" <<EOF
   - name: n$i
     address: 198.18.$subnet.$i

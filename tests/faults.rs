@@ -1,0 +1,570 @@
+//! Faults, on the namespace lab with real iperf3 servers and a real Prometheus: a node without a
+//! server, a server killed mid-test, a busy server, a blackholed path, a lossy path, a link going
+//! down mid-run, a hung server outlasting the budget, SIGTERM mid-run, and the Kubernetes API
+//! failing or slow during discovery and exec (tests/fake_apiserver). Each test checks that the
+//! run ends within a bound derived from its flags, that the unaffected pairs are measured and
+//! pushed, that the failed pairs carry the right reason in the report and in Prometheus, and
+//! the exit code. Needs root (the lab).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod fake_apiserver;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use common::{Lab, Prometheus, lab_lock, processes_matching, run_monitor, spawn_monitor};
+use fake_apiserver::{FakeApiServer, FakeCluster};
+use serde_json::Value;
+
+/// (source, destination, protocol).
+type Pair = (String, String, String);
+
+/// A finished run: its output, its JSON report and how long it took.
+struct Run {
+    output: Output,
+    report: Value,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    fn measurements(&self) -> Vec<Value> {
+        self.report["measurements"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Every measured pair: None for a success, else the failure reason.
+    fn outcomes(&self) -> BTreeMap<Pair, Option<String>> {
+        self.measurements()
+            .iter()
+            .map(|m| (pair_of(m), m["outcome"]["failure"]["reason"].as_str().map(str::to_string)))
+            .collect()
+    }
+
+    fn measurement(&self, source: &str, destination: &str, protocol: &str) -> Value {
+        self.measurements()
+            .into_iter()
+            .find(|m| pair_of(m) == (source.into(), destination.into(), protocol.into()))
+            .unwrap_or_else(|| panic!("no {source}→{destination} {protocol} in the report"))
+    }
+}
+
+fn pair_of(m: &Value) -> Pair {
+    let text = |key: &str| m[key].as_str().unwrap().to_string();
+    (text("source"), text("destination"), text("protocol"))
+}
+
+fn report_of(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Runs the monitor on `inventory` with a JSON report and remote-write into `prom`.
+fn run(inventory: &std::path::Path, prom: &Prometheus, args: &[&str]) -> Run {
+    let url = prom.remote_write_url();
+    let mut all = vec!["--inventory", inventory.to_str().unwrap(), "--remote-write-url", &url, "--output", "json"];
+    all.extend_from_slice(args);
+    let started = Instant::now();
+    let output = run_monitor(&[], &all);
+    let elapsed = started.elapsed();
+    Run { report: report_of(&output), output, elapsed }
+}
+
+/// Starts the monitor as [`run`] does, for a test that acts while it runs.
+fn spawn(inventory: &std::path::Path, prom: &Prometheus, args: &[&str]) -> Child {
+    let url = prom.remote_write_url();
+    let mut all = vec!["--inventory", inventory.to_str().unwrap(), "--remote-write-url", &url, "--output", "json"];
+    all.extend_from_slice(args);
+    spawn_monitor(&all)
+}
+
+/// What Prometheus holds for each pair: None for a success, else the failure reason.
+fn outcomes_in_prometheus(prom: &Prometheus) -> BTreeMap<Pair, Option<String>> {
+    let key = |r: &Value| {
+        let m = &r["metric"];
+        let text = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+        (text("source_node"), text("destination_node"), text("protocol"))
+    };
+    let reasons: BTreeMap<Pair, String> = prom
+        .query("iperf3_test_failure")
+        .iter()
+        .map(|r| (key(r), r["metric"]["reason"].as_str().unwrap().to_string()))
+        .collect();
+    prom.query("iperf3_test_success")
+        .iter()
+        .map(|r| {
+            let pair = key(r);
+            let reason = if common::value_of(r) == 1.0 { None } else { Some(reasons[&pair].clone()) };
+            (pair, reason)
+        })
+        .collect()
+}
+
+/// Every pair in the report, and only those, is in Prometheus with the same outcome, and each
+/// outcome is the expected one: `expect(source, destination)` gives None for a success or the
+/// failure reasons allowed.
+fn assert_outcomes(run: &Run, prom: &Prometheus, expect: impl Fn(&str, &str) -> Option<&'static [&'static str]>) {
+    let outcomes = run.outcomes();
+    for ((source, destination, protocol), outcome) in &outcomes {
+        match (expect(source, destination), outcome) {
+            (None, None) => {}
+            (Some(reasons), Some(reason)) if reasons.contains(&reason.as_str()) => {}
+            (expected, got) => panic!(
+                "{source}→{destination} {protocol}: expected {expected:?}, got {got:?}: {}",
+                run.measurement(source, destination, protocol)["outcome"]
+            ),
+        }
+    }
+    assert_eq!(outcomes_in_prometheus(prom), outcomes, "Prometheus and the report differ");
+}
+
+fn names(count: usize) -> Vec<String> {
+    (1..=count).map(|i| format!("n{i}")).collect()
+}
+
+/// Every ordered pair of `count` nodes, for each protocol.
+fn mesh(count: usize, protocols: &[&str]) -> Vec<Pair> {
+    let mut pairs = Vec::new();
+    for s in names(count) {
+        for d in names(count) {
+            for p in protocols {
+                if s != d {
+                    pairs.push((s.clone(), d.clone(), p.to_string()));
+                }
+            }
+        }
+    }
+    pairs.sort();
+    pairs
+}
+
+fn assert_all_pairs_measured(run: &Run, count: usize, protocols: &[&str]) {
+    assert_eq!(run.outcomes().keys().cloned().collect::<Vec<_>>(), mesh(count, protocols), "pairs in the report");
+}
+
+/// Reads a child's stderr line by line on a thread, calling `on_line` with each, and hands
+/// the whole text back at the end.
+fn follow_stderr(child: &mut Child, mut on_line: impl FnMut(&str) + Send + 'static) -> std::thread::JoinHandle<String> {
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            on_line(&line);
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    })
+}
+
+/// Waits for the child and collects what it printed.
+fn finish(mut child: Child, stderr: std::thread::JoinHandle<String>, started: Instant) -> Run {
+    let mut stdout = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    let elapsed = started.elapsed();
+    let stderr = stderr.join().unwrap();
+    eprintln!("--- iperf3-monitor stderr ---\n{stderr}");
+    let output = Output { status, stdout, stderr: stderr.into_bytes() };
+    Run { report: report_of(&output), output, elapsed }
+}
+
+/// Resumes a stopped process on drop, so a failed assertion leaves no server frozen.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+/// Kills a helper process on drop.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn seconds(m: &Value) -> f64 {
+    m["duration_seconds"].as_f64().unwrap()
+}
+
+#[test]
+fn a_node_without_a_server_is_refused_and_the_rest_is_measured() {
+    let _lock = lab_lock();
+    let lab = Lab::up("ftnosrv", 90, &[50, 50, 50], &[]);
+    let pid = lab.server_pid(3);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let prom = Prometheus::start();
+    let run = run(&lab.inventory, &prom, &["--protocols", "tcp", "--duration", "1", "--test-timeout", "6"]);
+    assert_eq!(run.code(), Some(1), "some tests failed, all delivered");
+    assert_all_pairs_measured(&run, 3, &["tcp"]);
+    assert_outcomes(&run, &prom, |_, dst| (dst == "n3").then_some(&["refused"][..]));
+    // Two rounds: a refused connection fails at once, so no round lasts past its 1 s tests by much.
+    assert!(run.elapsed < Duration::from_secs(2 * 6), "{:?}", run.elapsed);
+    eprintln!("no server: {:.2}s for 2 rounds of 1 s tests", run.elapsed.as_secs_f64());
+}
+
+#[test]
+fn a_server_killed_mid_test_fails_that_test_and_later_ones_are_refused() {
+    let _lock = lab_lock();
+    let lab = Lab::up("ftkill", 91, &[50, 50, 50], &[]);
+    let prom = Prometheus::start();
+    let pid = lab.server_pid(3);
+    // Round 1 is n1→n2, n2→n3, n3→n1: kill n3's server a second into n2→n3.
+    let client = format!("--client {} ", lab.address(3));
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while processes_matching(&client).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    });
+    let run = run(&lab.inventory, &prom, &["--protocols", "tcp", "--duration", "4", "--test-timeout", "10"]);
+    killer.join().unwrap();
+    assert_eq!(run.code(), Some(1));
+    assert_all_pairs_measured(&run, 3, &["tcp"]);
+    assert_outcomes(&run, &prom, |src, dst| match (src, dst) {
+        ("n2", "n3") => Some(&["error"]),
+        ("n1", "n3") => Some(&["refused"]),
+        _ => None,
+    });
+    let killed = run.measurement("n2", "n3", "tcp");
+    let detail = killed["outcome"]["failure"]["detail"].as_str().unwrap();
+    assert!(detail.contains("control socket has closed unexpectedly"), "{detail}");
+    // The client noticed at once rather than waiting for --test-timeout.
+    assert!(seconds(&killed) < 10.0, "{killed}");
+}
+
+#[test]
+fn a_busy_server_is_retried_then_reported_busy() {
+    let _lock = lab_lock();
+    let lab = Lab::up("ftbusy", 92, &[50, 50, 50, 50], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    // n4 is outside the run: its long test keeps n2's server busy for the whole run.
+    let inventory = lab.inventory_of_first(3, dir.path());
+    let n2 = lab.address(2);
+    let _other = KillOnDrop(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.namespace(4), "iperf3", "--client", &n2, "--time", "120", "--bitrate", "1M"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let busy = format!("{n2}:5201");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let established = || {
+        let ss = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.namespace(4), "ss", "-Htn", "state", "established"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ss.stdout).contains(&busy)
+    };
+    while !established() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let prom = Prometheus::start();
+    let run = run(&inventory, &prom, &["--protocols", "tcp", "--duration", "1", "--test-timeout", "6"]);
+    assert_eq!(run.code(), Some(1));
+    assert_all_pairs_measured(&run, 3, &["tcp"]);
+    assert_outcomes(&run, &prom, |_, dst| (dst == "n2").then_some(&["busy"][..]));
+    for src in ["n1", "n3"] {
+        let m = run.measurement(src, "n2", "tcp");
+        // Three tries, 1 s and 2 s apart, then given up: not one try, not endless.
+        assert!((3.0..3.0 + 3.0 * 6.0).contains(&seconds(&m)), "{m}");
+        assert!(m["outcome"]["failure"]["detail"].as_str().unwrap().contains("busy"), "{m}");
+    }
+    assert_eq!(run.stderr().matches("reason=busy").count(), 2, "one warning per busy pair, after its retries");
+}
+
+#[test]
+fn a_blackholed_path_is_unreachable_within_the_test_timeout() {
+    let _lock = lab_lock();
+    let lab = Lab::up("ftdrop", 93, &[50, 50, 50], &[]);
+    // n1 drops everything it sends to n3: n1→n3 gets no SYN-ACK, n3→n1 neither.
+    lab.exec_in(1, &["iptables", "-A", "OUTPUT", "-d", &lab.address(3), "-j", "DROP"]);
+    let prom = Prometheus::start();
+    // --test-timeout 8 with 2 s tests: iperf3's --connect-timeout is 6 s.
+    let run = run(&lab.inventory, &prom, &["--protocols", "tcp", "--duration", "2", "--test-timeout", "8"]);
+    assert_eq!(run.code(), Some(1));
+    assert_all_pairs_measured(&run, 3, &["tcp"]);
+    assert_outcomes(&run, &prom, |src, dst| {
+        matches!((src, dst), ("n1", "n3") | ("n3", "n1")).then_some(&["unreachable"][..])
+    });
+    for (src, dst) in [("n1", "n3"), ("n3", "n1")] {
+        let m = run.measurement(src, dst, "tcp");
+        eprintln!("blackholed {src}→{dst}: failed after {:.2}s", seconds(&m));
+        assert!((5.0..8.0).contains(&seconds(&m)), "gave up at the connect timeout, before the test timeout: {m}");
+    }
+    // Two rounds, each at most one --test-timeout.
+    assert!(run.elapsed < Duration::from_secs(2 * 8 + 5), "{:?}", run.elapsed);
+}
+
+#[test]
+fn a_path_with_30_percent_loss_is_still_measured_and_low() {
+    let _lock = lab_lock();
+    let lab = Lab::up("ftloss", 94, &[50, 50, 50], &[]);
+    // 30 % of what reaches n3's server is dropped, SYNs aside (a lost SYN waits 1, 3, 7 s...
+    // and the connect timeout would turn loss into unreachable).
+    for protocol in [&["-p", "tcp", "!", "--syn"][..], &["-p", "udp"]] {
+        let mut rule = vec!["iptables", "-A", "INPUT"];
+        rule.extend_from_slice(protocol);
+        rule.extend(["--dport", "5201", "-m", "statistic", "--mode", "random", "--probability", "0.3", "-j", "DROP"]);
+        lab.exec_in(3, &rule);
+    }
+    let prom = Prometheus::start();
+    let run = run(&lab.inventory, &prom, &["--duration", "3", "--test-timeout", "40", "--udp-bitrate", "5M"]);
+    assert_eq!(run.code(), Some(0), "loss is measured, not a failure");
+    assert_all_pairs_measured(&run, 3, &["tcp", "udp"]);
+    assert_outcomes(&run, &prom, |_, _| None);
+    let received = prom.by_pair("iperf3_received_bytes_per_second{protocol=\"tcp\"}");
+    let retransmits = prom.by_pair("iperf3_retransmits");
+    for ((src, dst), bytes) in &received {
+        let share = bytes * 8.0 / lab.path_rate_bits(src, dst);
+        eprintln!(
+            "tcp {src}→{dst}: {:.1}% of the shaped rate, {} retransmits",
+            share * 100.0,
+            retransmits[&(src.clone(), dst.clone())]
+        );
+        if dst == "n3" {
+            assert!(share < 0.5, "{src}→{dst} at {share} of its rate through 30% loss");
+            assert!(retransmits[&(src.clone(), dst.clone())] > 0.0);
+        } else {
+            assert!(share > 0.8, "{src}→{dst} at {share} of its rate without loss");
+        }
+    }
+    for ((src, dst), ratio) in prom.by_pair("iperf3_loss_ratio") {
+        let expected = if dst == "n3" { 0.2..0.4 } else { 0.0..0.03 };
+        assert!(expected.contains(&ratio), "udp {src}→{dst}: loss {ratio}");
+    }
+}
+
+#[test]
+fn a_link_going_down_mid_run_fails_only_its_node() {
+    let _lock = lab_lock();
+    let lab = Lab::up("ftdown", 95, &[50, 50, 50, 50], &[]);
+    let prom = Prometheus::start();
+    let started = Instant::now();
+    let mut child = spawn(&lab.inventory, &prom, &["--protocols", "tcp", "--duration", "2", "--test-timeout", "8"]);
+    let namespace = lab.namespace(3);
+    let mut down = false;
+    let stderr = follow_stderr(&mut child, move |line| {
+        if !down && line.contains("round done") {
+            down = true;
+            let status = std::process::Command::new("ip")
+                .args(["-n", &namespace, "link", "set", "eth0", "down"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    });
+    let run = finish(child, stderr, started);
+    assert_eq!(run.code(), Some(1));
+    assert_all_pairs_measured(&run, 4, &["tcp"]);
+    let round = |src: &str, dst: &str| run.measurement(src, dst, "tcp")["round"].as_u64().unwrap();
+    let first_round = round("n1", "n2");
+    assert_outcomes(&run, &prom, |src, dst| {
+        let involved = src == "n3" || dst == "n3";
+        match round(src, dst) - first_round {
+            _ if !involved => None,
+            0 => None,
+            // The link went down as round 2 started: its tests with n3 may have connected first.
+            1 => Some(&["unreachable", "timeout"]),
+            _ => Some(&["unreachable"]),
+        }
+    });
+    // Three rounds, each at most one --test-timeout.
+    assert!(run.elapsed < Duration::from_secs(3 * 8 + 5), "{:?}", run.elapsed);
+}
+
+#[test]
+fn a_hung_server_outlasting_the_budget_skips_the_remaining_rounds_and_exits_5() {
+    let _lock = lab_lock();
+    let lab = Lab::up("ftbudget", 96, &[50, 50, 50], &[]);
+    // A stopped server still completes TCP handshakes (the kernel does) but never answers.
+    let pid = lab.server_pid(3);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let _resume = Resume(pid);
+    let prom = Prometheus::start();
+    // Rounds of 1 s tests are estimated at 2 s: a budget of 4 s plans both rounds. Round 1 waits
+    // 5 s for n2→n3 (--test-timeout), so round 2 no longer fits.
+    let run =
+        run(&lab.inventory, &prom, &["--protocols", "tcp", "--duration", "1", "--test-timeout", "5", "--budget", "4"]);
+    assert_eq!(run.code(), Some(5), "stopped early: {}", run.stderr());
+    assert_eq!(run.report["stopped"], "budget");
+    assert_eq!((run.report["rounds_run"].as_u64(), run.report["rounds_skipped"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(run.report["plan"]["rounds"], 2);
+    assert_outcomes(&run, &prom, |src, dst| (src, dst).eq(&("n2", "n3")).then_some(&["timeout"][..]));
+    assert_eq!(run.outcomes().len(), 3, "round 1 only");
+    assert!(run.stderr().contains("the run's budget is spent"), "{}", run.stderr());
+    let skipped = prom.query("iperf3_monitor_run_rounds_skipped");
+    assert_eq!(common::value_of(&skipped[0]), 1.0);
+    // Budget plus at most one --test-timeout: no round starts after the budget.
+    assert!(run.elapsed < Duration::from_secs(4 + 5 + 5), "{:?}", run.elapsed);
+}
+
+#[test]
+fn sigterm_mid_run_delivers_what_was_measured_and_exits_5() {
+    let _lock = lab_lock();
+    let lab = Lab::up("ftterm", 97, &[50, 50, 50, 50], &[]);
+    let prom = Prometheus::start();
+    let started = Instant::now();
+    // Six rounds of 2 s tests (tcp, udp).
+    let mut child = spawn(&lab.inventory, &prom, &["--duration", "2", "--udp-bitrate", "5M"]);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let signalled = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let stamp = signalled.clone();
+    let stderr = follow_stderr(&mut child, move |line| {
+        let mut stamp = stamp.lock().unwrap();
+        if stamp.is_none() && line.contains("round done") {
+            // Half a second into round 2: its tests are in flight.
+            std::thread::sleep(Duration::from_millis(500));
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+            *stamp = Some(Instant::now());
+        }
+    });
+    let run = finish(child, stderr, started);
+    let signalled = signalled.lock().unwrap().expect("SIGTERM sent");
+    let after_signal = signalled.elapsed();
+    assert_eq!(run.code(), Some(5), "stopped early");
+    assert_eq!(run.report["stopped"], "signal");
+    let rounds_run = run.report["rounds_run"].as_u64().unwrap();
+    let skipped = run.report["rounds_skipped"].as_u64().unwrap();
+    assert_eq!((rounds_run, skipped), (1, 5), "round 1 measured, round 2 abandoned, 3 to 6 skipped");
+    // What was measured is what Prometheus holds, with the run-level series.
+    assert_eq!(run.outcomes().len(), 4);
+    assert_outcomes(&run, &prom, |_, _| None);
+    assert_eq!(common::value_of(&prom.query("iperf3_monitor_run_rounds_skipped")[0]), 5.0);
+    assert_eq!(common::value_of(&prom.query("iperf3_monitor_run_rounds")[0]), 1.0);
+    assert!(run.stderr().contains("SIGTERM: delivering what was measured so far"), "{}", run.stderr());
+    // The round in flight was abandoned, not waited for (its tests are not in the report), and
+    // its clients are gone.
+    eprintln!("exited {:.2}s after SIGTERM", after_signal.as_secs_f64());
+    assert!(after_signal < Duration::from_secs(10), "{after_signal:?}");
+    assert_eq!(processes_matching(&format!("--client 198.18.{}.", lab.subnet)), "");
+    let full_run = 6.0 * 3.0;
+    assert!(run.elapsed.as_secs_f64() < full_run, "{:?}", run.elapsed);
+}
+
+const NS: &str = "monitoring";
+
+fn run_k8s(kubeconfig: &std::path::Path, args: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let output = std::process::Command::new(common::binary())
+        .arg("run")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info")
+        .env_remove("NODE_NAME")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    eprintln!("--- iperf3-monitor stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
+    (output, started.elapsed())
+}
+
+#[test]
+fn the_api_server_failing_or_slow_during_discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start();
+    let url = prom.remote_write_url();
+    let dry = ["--dry-run", "--output", "json"];
+    let server = FakeApiServer::start(FakeCluster::lab("nolab", 98, 3, NS));
+    let kubeconfig = server.kubeconfig(dir.path(), NS);
+    let listed = |server: &FakeApiServer| -> Vec<u16> {
+        server.requests().iter().filter(|r| r.path.ends_with("/pods")).map(|r| r.status).collect()
+    };
+
+    // 503 is retried by the Kubernetes client itself: the list succeeds on the third answer.
+    server.fail_requests("/pods", 503, 2);
+    let (output, _) = run_k8s(&kubeconfig, &dry);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(report_of(&output)["nodes"], serde_json::json!(["n1", "n2", "n3"]));
+    assert_eq!(listed(&server), [503, 503, 200]);
+
+    // Slow, but within --api-timeout.
+    server.delay_requests("/pods", Duration::from_secs(2), 1);
+    let (output, elapsed) = run_k8s(&kubeconfig, &["--dry-run", "--api-timeout", "10"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+
+    // 500 is not retried: the run ends at once with exit 4, naming the answer, and pushes nothing.
+    server.fail_requests("/pods", 500, 1);
+    let (output, elapsed) = run_k8s(&kubeconfig, &["--protocols", "tcp", "--remote-write-url", &url]);
+    assert_eq!(output.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the Kubernetes API answered 500"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+
+    // 503 for good: the client's own retries are cut by --api-timeout.
+    server.fail_requests("/pods", 503, 10_000);
+    let (output, elapsed) =
+        run_k8s(&kubeconfig, &["--protocols", "tcp", "--remote-write-url", &url, "--api-timeout", "3"]);
+    assert_eq!(output.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("did not answer within 3s"), "{stderr}");
+    eprintln!("persistent 503 with --api-timeout 3: exit 4 after {:.2}s", elapsed.as_secs_f64());
+    assert!(elapsed < Duration::from_secs(3 + 5), "{elapsed:?}");
+    assert!(prom.query("{__name__=~\"iperf3_.*\"}").is_empty(), "nothing may be pushed");
+}
+
+#[test]
+fn the_api_server_failing_or_slow_during_exec() {
+    let _lock = lab_lock();
+    let lab = Lab::up("ftexec", 99, &[50, 50, 50, 50], &[]);
+    let server = FakeApiServer::start(FakeCluster::lab(&lab.name, lab.subnet, 4, NS));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.kubeconfig(dir.path(), NS);
+    let prom = Prometheus::start();
+    let pod = |node: &str| format!("/pods/iperf3-monitor-server-{node}/exec");
+    // n1's first two execs answer 503 (retried by the client), n2's always 500 (not retried),
+    // n3's answer only after --test-timeout.
+    server.fail_requests(&pod("n1"), 503, 2);
+    server.fail_requests(&pod("n2"), 500, 1000);
+    server.delay_requests(&pod("n3"), Duration::from_secs(15), 1000);
+    let url = prom.remote_write_url();
+    let args = [
+        "--protocols",
+        "tcp",
+        "--duration",
+        "1",
+        "--test-timeout",
+        "6",
+        "--remote-write-url",
+        &url,
+        "--output",
+        "json",
+    ];
+    let (output, elapsed) = run_k8s(&kubeconfig, &args);
+    assert_eq!(output.status.code(), Some(1), "some tests failed, all delivered");
+    let run = Run { report: report_of(&output), output, elapsed };
+    assert_all_pairs_measured(&run, 4, &["tcp"]);
+    assert_outcomes(&run, &prom, |src, _| match src {
+        "n2" => Some(&["spawn"]),
+        "n3" => Some(&["timeout"]),
+        _ => None,
+    });
+    for m in run.measurements().iter().filter(|m| m["source"] == "n2") {
+        let detail = m["outcome"]["failure"]["detail"].as_str().unwrap();
+        assert!(detail.contains("exec into pod monitoring/iperf3-monitor-server-n2: 500"), "{detail}");
+    }
+    let n1: Vec<u16> = server.requests().iter().filter(|r| r.path.ends_with(&pod("n1"))).map(|r| r.status).collect();
+    assert_eq!(n1, [503, 503, 101, 101, 101], "n1's execs: two retried 503s, then its three tests");
+    // Three rounds, each at most one --test-timeout.
+    assert!(run.elapsed < Duration::from_secs(3 * 6 + 5), "{:?}", run.elapsed);
+}
