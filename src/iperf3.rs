@@ -474,4 +474,76 @@ mod tests {
             assert_eq!(failure.reason, FailureReason::Parse, "{text:?}: {failure:?}");
         }
     }
+
+    // iperf3 3.16 (multi-threaded: host_total can pass 100 %), trimmed.
+    const TCP_3_16: &str = r#"{"start":{"version":"iperf 3.16"},"intervals":[],"end":{"streams":[{"sender":{"socket":5,"start":0,"end":10.000691,"seconds":10.000691,"bytes":86734274560,"bits_per_second":69382625308.5912,"retransmits":0,"max_snd_cwnd":3798014,"max_snd_wnd":6192128,"max_rtt":35,"min_rtt":24,"mean_rtt":26,"sender":true},"receiver":{"socket":5,"bits_per_second":69381438967.961,"sender":true}}],
+      "sum_sent":{"start":0,"end":10.000691,"seconds":10.000691,"bytes":86734274560,"bits_per_second":69382625308.5912,"retransmits":0,"sender":true},
+      "sum_received":{"start":0,"end":10.000862,"seconds":10.000862,"bytes":86734274560,"bits_per_second":69381438967.961,"sender":true},
+      "cpu_utilization_percent":{"host_total":102.507701117166,"host_user":0.8030118769529,"host_system":101.704689240213,"remote_total":75.6893571812466},
+      "sender_tcp_congestion":"cubic","receiver_tcp_congestion":"cubic"}}"#;
+
+    // A sender without TCP_INFO (macOS, FreeBSD): no retransmits, no RTT.
+    const TCP_NO_TCP_INFO: &str = r#"{"end":{"streams":[{"sender":{"socket":5,"bits_per_second":1e9,"sender":true}}],"sum_sent":{"bits_per_second":1e9,"sender":true},"sum_received":{"bits_per_second":9.9e8,"sender":true}}}"#;
+
+    #[test]
+    fn parses_tcp_of_3_16_and_senders_without_tcp_info() {
+        let TestResult::Tcp(r) = parse(Protocol::Tcp, TCP_3_16.as_bytes()).unwrap() else { panic!("not tcp") };
+        assert!((r.sender_cpu_utilization_ratio.unwrap() - 1.02507701117166).abs() < 1e-12);
+        assert!((r.rtt_seconds.unwrap() - 26e-6).abs() < 1e-12);
+        assert_eq!(r.retransmits, Some(0));
+        let TestResult::Tcp(r) = parse(Protocol::Tcp, TCP_NO_TCP_INFO.as_bytes()).unwrap() else { panic!("not tcp") };
+        assert_eq!((r.retransmits, r.rtt_seconds, r.sender_cpu_utilization_ratio), (None, None, None));
+        assert!((r.received_bytes_per_second - 9.9e8 / 8.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn nulls_for_non_finite_numbers_are_absent_values_or_parse_failures() {
+        // cJSON prints NaN and infinity as null.
+        let cpu = TCP_3_12.replace("25.8692191958701", "null");
+        let TestResult::Tcp(r) = parse(Protocol::Tcp, cpu.as_bytes()).unwrap() else { panic!("not tcp") };
+        assert_eq!(r.sender_cpu_utilization_ratio, None);
+        let percent = UDP_3_12.replace("\"lost_percent\":5,\"sender\":false", "\"lost_percent\":null,\"sender\":false");
+        assert!(parse(Protocol::Udp, percent.as_bytes()).is_ok());
+        let rate = TCP_3_12.replace("16156376718.77046", "null");
+        assert_eq!(parse(Protocol::Tcp, rate.as_bytes()).unwrap_err().reason, FailureReason::Parse);
+        let jitter = UDP_3_12.replace(
+            "\"jitter_ms\":0.01104767799302215,\"lost_packets\":2,\"packets\":40,\"lost_percent\":5,\"sender\":false",
+            "\"jitter_ms\":null,\"lost_packets\":2,\"packets\":40,\"lost_percent\":5,\"sender\":false",
+        );
+        assert_eq!(parse(Protocol::Udp, jitter.as_bytes()).unwrap_err().reason, FailureReason::Parse);
+    }
+
+    #[test]
+    fn hostile_json_is_a_parse_failure_never_a_panic() {
+        let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let object_nested = format!("{}{}", "{\"end\":".repeat(50_000), "}".repeat(50_000));
+        let negative_loss = UDP_3_12.replace(
+            "\"lost_packets\":2,\"packets\":40,\"lost_percent\":5,\"sender\":false",
+            "\"lost_packets\":-3,\"packets\":40,\"lost_percent\":5,\"sender\":false",
+        );
+        let cases: Vec<(Protocol, Vec<u8>)> = vec![
+            (Protocol::Tcp, nested.into_bytes()),
+            (Protocol::Tcp, object_nested.into_bytes()),
+            (Protocol::Tcp, TCP_3_12.replace("16156376718.77046", "1e400").into_bytes()),
+            (Protocol::Udp, negative_loss.into_bytes()),
+            (Protocol::Tcp, format!("{TCP_3_12}{TCP_3_12}").into_bytes()),
+            (Protocol::Tcp, b"{\"error\": \"\xff\xfe\"}".to_vec()),
+            (Protocol::Tcp, b"\xef\xbb\xbf{}".to_vec()),
+            (
+                Protocol::Udp,
+                br#"{"end":{"sum":{"bits_per_second":1,"jitter_ms":0,"lost_packets":1,"packets":0}}}"#.to_vec(),
+            ),
+        ];
+        for (protocol, bytes) in cases {
+            let failure = parse(protocol, &bytes).unwrap_err();
+            assert_eq!(
+                failure.reason,
+                FailureReason::Parse,
+                "{:?}: {failure:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+            );
+        }
+        let interrupted = r#"{"end":{},"error":"interrupt - the client has terminated"}"#;
+        assert_eq!(parse(Protocol::Tcp, interrupted.as_bytes()).unwrap_err().reason, FailureReason::Error);
+    }
 }

@@ -54,6 +54,9 @@ fn help_documents_every_flag_and_its_environment_variable() {
         "cluster",
         "output",
         "dry-run",
+        "iperf3-username",
+        "iperf3-public-key-file",
+        "iperf3-password-file",
     ] {
         assert!(help.contains(&format!("--{flag}")), "--{flag} missing from --help");
         let env = format!("IPERF3_MONITOR_{}", flag.to_uppercase().replace('-', "_"));
@@ -164,4 +167,148 @@ fn logs_can_be_json_on_stderr_and_stdout_stays_data() {
         let log: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(log["level"].is_string(), "{line}");
     }
+}
+
+#[test]
+fn hostile_inventory_files_are_refused_with_exit_2_and_nothing_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.yaml");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(17 << 20).unwrap();
+    let binary = dir.path().join("binary.yaml");
+    std::fs::write(&binary, b"nodes:\n  - name: \xc3\x28\n    address: 198.18.0.1\n").unwrap();
+    let nested = common::write_file(dir.path(), "nested.yaml", &format!("nodes: {}\n", "[".repeat(500_000)));
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9 {
+        bomb.push_str(&format!("a{level}: &a{level} [{}]\n", vec![format!("*a{}", level - 1); 9].join(", ")));
+    }
+    bomb.push_str("nodes: []\n");
+    let bomb = common::write_file(dir.path(), "bomb.yaml", &bomb);
+    let cases = [
+        (huge.to_str().unwrap(), "larger than 16 MiB"),
+        ("/dev/zero", "larger than 16 MiB"),
+        (binary.to_str().unwrap(), "not UTF-8 text (invalid bytes at offset 17)"),
+        (nested.to_str().unwrap(), "nested deeper than 64 levels"),
+        (bomb.to_str().unwrap(), "unknown field `a0`"),
+        ("/nonexistent/inventory.yaml", "cannot read it"),
+    ];
+    for (path, expected) in cases {
+        let started = std::time::Instant::now();
+        let output = monitor(&["run", "--inventory", path], &[]);
+        assert_eq!(output.status.code(), Some(2), "{path}: {}", stderr(&output));
+        assert!(stderr(&output).contains(expected), "{path}: no '{expected}' in {}", stderr(&output));
+        assert!(output.stdout.is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{path}: {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn bad_environment_values_and_non_utf8_arguments_exit_2() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let good = inventory(dir.path(), 3);
+    for (key, value, flag) in [
+        ("IPERF3_MONITOR_CONCURRENCY", "0", "--concurrency"),
+        ("IPERF3_MONITOR_MODE", "ring", "--mode"),
+        ("IPERF3_MONITOR_PORT", "70000", "--port"),
+        ("IPERF3_MONITOR_BUDGET", "-1", "--budget"),
+        ("IPERF3_MONITOR_TEST_TIMEOUT", "1e9", "--test-timeout"),
+        ("IPERF3_MONITOR_PAIRING", "", "--pairing"),
+    ] {
+        let output = monitor(&["run", "--inventory", &good, "--dry-run"], &[(key, value)]);
+        assert_eq!(output.status.code(), Some(2), "{key}={value}: {}", stderr(&output));
+        assert!(stderr(&output).contains(flag), "{key}={value}: {}", stderr(&output));
+    }
+    let output = Command::new(common::binary())
+        .args(["run", "--dry-run", "--inventory", &good, "--cluster"])
+        .arg(std::ffi::OsStr::from_bytes(b"\xff\xfe"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("invalid UTF-8"), "{}", stderr(&output));
+}
+
+#[test]
+fn iperf3_credentials_are_checked_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = inventory(dir.path(), 3);
+    let password = common::write_file(dir.path(), "password", "s3cret\n");
+    let empty = common::write_file(dir.path(), "empty", "\n");
+    let pw = password.to_str().unwrap();
+    type Case<'a> = (Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec!["--iperf3-username", "mon"], "missing: --iperf3-public-key-file, --iperf3-password-file"),
+        (vec!["--iperf3-public-key-file", "/k.pem", "--iperf3-password-file", pw], "invalid --iperf3-username"),
+        (
+            vec!["--iperf3-username", "a,b", "--iperf3-public-key-file", "/k.pem", "--iperf3-password-file", pw],
+            "without commas",
+        ),
+        (
+            vec![
+                "--iperf3-username",
+                "mon",
+                "--iperf3-public-key-file",
+                "/k.pem",
+                "--iperf3-password-file",
+                "/nonexistent/pw",
+            ],
+            "cannot read the password file /nonexistent/pw",
+        ),
+        (
+            vec![
+                "--iperf3-username",
+                "mon",
+                "--iperf3-public-key-file",
+                "/k.pem",
+                "--iperf3-password-file",
+                empty.to_str().unwrap(),
+            ],
+            "is empty",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["run", "--inventory", &good, "--dry-run"];
+        args.extend(&flags);
+        let output = monitor(&args, &[]);
+        assert_eq!(output.status.code(), Some(2), "{flags:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(expected), "{flags:?}: no '{expected}' in {}", stderr(&output));
+    }
+    let args = [
+        "run",
+        "--inventory",
+        &good,
+        "--dry-run",
+        "--iperf3-username",
+        "mon",
+        "--iperf3-public-key-file",
+        "/k.pem",
+        "--iperf3-password-file",
+        pw,
+    ];
+    let output = monitor(&args, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("s3cret"));
+}
+
+#[test]
+fn with_password_runs_the_program_with_the_password_in_its_environment_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = common::write_file(dir.path(), "password", "s3cret\n");
+    let pw = password.to_str().unwrap();
+    // env prints its environment and its (absent) arguments.
+    let output = monitor(&["with-password", "--password-file", pw, "--", "env"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let env = String::from_utf8_lossy(&output.stdout);
+    assert!(env.lines().any(|l| l == "IPERF3_PASSWORD=s3cret"), "{env}");
+    let args = monitor(&["with-password", "--password-file", pw, "--", "printf", "%s|", "$(id)", "a b"], &[]);
+    assert_eq!(String::from_utf8_lossy(&args.stdout), "$(id)|a b|", "argv passed as is, no shell");
+
+    let missing = monitor(&["with-password", "--password-file", "/nonexistent/pw", "--", "env"], &[]);
+    assert_eq!(missing.status.code(), Some(126));
+    assert!(stderr(&missing).contains("cannot read the password file /nonexistent/pw"), "{}", stderr(&missing));
+    assert!(missing.stdout.is_empty(), "the program did not run");
+    let absent = monitor(&["with-password", "--password-file", pw, "--", "/nonexistent/iperf3"], &[]);
+    assert_eq!(absent.status.code(), Some(127), "{}", stderr(&absent));
+    let no_program = monitor(&["with-password", "--password-file", pw], &[]);
+    assert_eq!(no_program.status.code(), Some(2), "{}", stderr(&no_program));
 }
