@@ -261,7 +261,10 @@ pub fn parse(protocol: Protocol, json: &[u8]) -> Result<TestResult, Failure> {
                 .filter_map(|s| s.sender.as_ref()?.mean_rtt)
                 .filter(|rtt| rtt.is_finite() && *rtt > 0.0)
                 .collect();
-            let rtt_seconds = (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64 / 1e6);
+            // Each stream's share of the mean first: a sum of huge RTTs would overflow to +inf.
+            let rtt_seconds = (!rtts.is_empty())
+                .then(|| rtts.iter().map(|rtt| rtt / rtts.len() as f64).sum::<f64>() / 1e6)
+                .filter(|seconds| seconds.is_finite() && *seconds > 0.0);
             Ok(TestResult::Tcp(TcpResult {
                 sent_bytes_per_second: bytes_per_second(sent, "sum_sent")?,
                 received_bytes_per_second: bytes_per_second(received, "sum_received")?,
@@ -511,6 +514,18 @@ mod tests {
             "\"jitter_ms\":null,\"lost_packets\":2,\"packets\":40,\"lost_percent\":5,\"sender\":false",
         );
         assert_eq!(parse(Protocol::Udp, jitter.as_bytes()).unwrap_err().reason, FailureReason::Parse);
+    }
+
+    #[test]
+    fn huge_or_tiny_rtts_give_a_finite_positive_mean_or_none() {
+        // Caught by the fuzz target's invariant (fuzz/, seeded with two huge RTTs): two streams of
+        // 1e308 µs summed to +inf before being averaged.
+        let huge = r#"{"end":{"streams":[{"sender":{"mean_rtt":1e308}},{"sender":{"mean_rtt":1e308}}],"sum_sent":{"bits_per_second":1},"sum_received":{"bits_per_second":1}}}"#;
+        let TestResult::Tcp(r) = parse(Protocol::Tcp, huge.as_bytes()).unwrap() else { panic!("not tcp") };
+        assert_eq!(r.rtt_seconds, Some(1e302));
+        let tiny = huge.replace("1e308", "5e-324");
+        let TestResult::Tcp(r) = parse(Protocol::Tcp, tiny.as_bytes()).unwrap() else { panic!("not tcp") };
+        assert_eq!(r.rtt_seconds, None, "a subnormal RTT in µs is 0 s");
     }
 
     #[test]
