@@ -263,3 +263,15 @@ Seconds in words: "10 minutes", "1 minute", "45 seconds".
 {{- define "iperf3-monitor.humanDuration" -}}
 {{- if eq . 60 }}1 minute{{ else if eq (mod . 60) 0 }}{{ div . 60 }} minutes{{ else }}{{ . }} seconds{{ end }}
 {{- end }}
+
+{{/*
+Where the iperf3 authentication Secret is mounted: the same path in the server
+and job pods, because in mesh mode the job names files in the server pods.
+Fails on an incomplete iperf3Auth.
+*/}}
+{{- define "iperf3-monitor.iperf3AuthDir" -}}
+{{- if not .Values.iperf3Auth.existingSecret }}
+{{- fail "iperf3Auth.enabled needs iperf3Auth.existingSecret: a Secret with the servers' key pair, the authorized users file and the clients' password" }}
+{{- end -}}
+/etc/iperf3-monitor/iperf3-auth
+{{- end }}
