@@ -3,7 +3,7 @@
 # package already installed is left alone.
 set -euo pipefail
 
-packages=(iperf3 prometheus prometheus-pushgateway iproute2 iptables procps curl jq ca-certificates)
+packages=(iperf3 prometheus prometheus-pushgateway iproute2 iptables procps curl jq ca-certificates openssl)
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "setup.sh: run as root (it installs Debian packages): sudo $0" >&2
