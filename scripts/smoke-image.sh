@@ -72,14 +72,17 @@ chart_args_accepted() {
   "$repo/scripts/check-chart.sh" --install-tools
   # The Secrets the chart mounts, with throwaway contents: a self-signed
   # certificate is CA, client certificate and key at once.
-  mkdir -p "$scratch/auth" "$scratch/tls"
+  mkdir -p "$scratch/auth" "$scratch/tls" "$scratch/iperf3-auth"
   printf 'smoke-token\n' >"$scratch/auth/token"
   printf 'smoke-password\n' >"$scratch/auth/password"
+  # iperf3Auth's password, under both keys the CI values use (the job reads it: --inventory).
+  printf 'smoke-iperf3-password\n' >"$scratch/iperf3-auth/password"
+  cp "$scratch/iperf3-auth/password" "$scratch/iperf3-auth/client-password"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=smoke \
     -keyout "$scratch/tls/tls.key" -out "$scratch/tls/tls.crt" 2>/dev/null
   cp "$scratch/tls/tls.crt" "$scratch/tls/ca.crt"
-  chmod 0755 "$scratch/auth" "$scratch/tls"
-  chmod 0644 "$scratch"/auth/* "$scratch"/tls/*
+  chmod 0755 "$scratch/auth" "$scratch/tls" "$scratch/iperf3-auth"
+  chmod 0644 "$scratch"/auth/* "$scratch"/tls/* "$scratch"/iperf3-auth/*
   write_inventory 15299
   for values in default star-pod-network all-features; do
     "$tools/bin/helm" template smoke "$repo/chart" --values "$repo/chart/ci/$values-values.yaml" \
@@ -95,6 +98,7 @@ for doc in yaml.safe_load_all(sys.stdin):
     podman run "${run_flags[@]}" --env NODE_NAME=smoke-job \
       --volume "$scratch/inventory.yaml:/etc/iperf3-monitor/inventory.yaml:ro" \
       --volume "$scratch/auth:/etc/iperf3-monitor/auth:ro" --volume "$scratch/tls:/etc/iperf3-monitor/tls:ro" \
+      --volume "$scratch/iperf3-auth:/etc/iperf3-monitor/iperf3-auth:ro" \
       "$image" "${args[@]}" --inventory /etc/iperf3-monitor/inventory.yaml --dry-run \
       >"$scratch/dry-run-$values.log" 2>&1 || rc=$?
     if [[ $rc -eq 0 ]]; then
