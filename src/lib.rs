@@ -116,35 +116,26 @@ impl RunOutcome {
         }
     }
 
-    /// What goes to stdout.
-    pub fn render(&self, output: Output) -> String {
-        let json = |value: &dyn erased::Json| value.to_json();
+    /// Writes what goes to stdout. The matrix and the JSON are written as they are made: for a
+    /// 1,000-node run either would be tens of MB as one string.
+    pub fn write(&self, output: Output, out: &mut impl std::io::Write) -> std::io::Result<()> {
         match (self, output) {
-            (RunOutcome::Measured(report), Output::Table) => sinks::report::table(report),
-            (RunOutcome::Measured(report), Output::Json) => json(report.as_ref()),
-            (RunOutcome::Measured(report), Output::Prometheus) => sinks::report::exposition(&report.samples, true),
-            (RunOutcome::Planned(dry), Output::Json) => json(dry.as_ref()),
-            (RunOutcome::Planned(dry), _) => sinks::report::plan_text(dry, &dry.schedule, &dry.nodes),
+            (RunOutcome::Measured(report), Output::Table) => sinks::report::table(report, out),
+            (RunOutcome::Measured(report), Output::Json) => write_json(out, report.as_ref()),
+            (RunOutcome::Measured(report), Output::Prometheus) => {
+                out.write_all(sinks::report::exposition(&report.samples, true).as_bytes())
+            }
+            (RunOutcome::Planned(dry), Output::Json) => write_json(out, dry.as_ref()),
+            (RunOutcome::Planned(dry), _) => {
+                out.write_all(sinks::report::plan_text(dry, &dry.schedule, &dry.nodes).as_bytes())
+            }
         }
     }
 }
 
-mod erased {
-    /// Serialises a report for stdout.
-    pub trait Json {
-        fn to_json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> String {
-            match serde_json::to_string_pretty(self) {
-                Ok(mut text) => {
-                    text.push('\n');
-                    text
-                }
-                Err(e) => format!("{{\"error\": \"serialising the report: {e}\"}}\n"),
-            }
-        }
-    }
+fn write_json(out: &mut impl std::io::Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    out.write_all(b"\n")
 }
 
 /// One pass: discover the nodes, plan the rounds, measure, build samples, deliver them.

@@ -1,6 +1,6 @@
 //! The `iperf3-monitor` binary: parse flags, set up logging, run one pass, exit with its code.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -30,7 +30,10 @@ async fn main() -> ExitCode {
     };
     match iperf3_monitor::run(config).await {
         Ok(outcome) => {
-            print!("{}", outcome.render(output));
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            if let Err(e) = outcome.write(output, &mut stdout).and_then(|()| stdout.flush()) {
+                tracing::error!("writing the report to stdout: {e}");
+            }
             ExitCode::from(outcome.exit_code())
         }
         Err(e) => {

@@ -2,8 +2,12 @@
 //!
 //! One sample per measured value, timestamped with the test's end time; run-level samples carry
 //! the run's end time. Names follow the Prometheus rules: base units, no `_total` on gauges.
+//!
+//! A 1,000-node run has hundreds of thousands of samples, so they share what repeats: a
+//! measurement's samples share one label set, and label sets share one copy of each node name.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::Protocol;
@@ -53,14 +57,30 @@ metrics! {
     CYCLE_RUNS = "iperf3_monitor_cycle_runs", "Consecutive runs needed to measure every pair once.";
 }
 
+/// A label value, shared by every label set that carries it.
+pub type LabelValue = Arc<str>;
+
+/// Label names and values, sorted by name, no name twice; `__name__` is not among them. One
+/// allocation, shared by the samples of a measurement.
+pub type Labels = Arc<[(&'static str, LabelValue)]>;
+
 /// One sample of one series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub metric: Metric,
-    /// Label names and values, sorted by name; `__name__` is not among them.
-    pub labels: Vec<(&'static str, String)>,
+    pub metric: &'static Metric,
+    pub labels: Labels,
     pub value: f64,
     pub timestamp_ms: i64,
+}
+
+/// Hands out one shared copy of each distinct label value.
+#[derive(Debug, Default)]
+struct Interner<'a>(HashMap<&'a str, LabelValue>);
+
+impl<'a> Interner<'a> {
+    fn value(&mut self, text: &'a str) -> LabelValue {
+        self.0.entry(text).or_insert_with(|| LabelValue::from(text)).clone()
+    }
 }
 
 /// What the run-level samples describe.
@@ -82,103 +102,104 @@ pub struct RunFacts {
 pub fn build(measurements: &[Measurement], nodes: &[Node], run: &RunFacts, cluster: Option<&str>) -> Vec<Sample> {
     let node_labels: HashMap<&str, &[NodeLabel]> =
         nodes.iter().map(|n| (n.name.as_str(), n.labels.as_slice())).collect();
+    let mut values = Interner::default();
     let mut samples = Vec::with_capacity(measurements.len() * 10 + 16);
     for m in measurements {
         let mut labels = vec![
-            ("destination_node", m.destination.clone()),
-            ("protocol", m.protocol.as_str().to_string()),
-            ("source_node", m.source.clone()),
+            ("destination_node", values.value(&m.destination)),
+            ("protocol", values.value(m.protocol.as_str())),
+            ("source_node", values.value(&m.source)),
         ];
         if let Some(cluster) = cluster {
-            labels.push(("cluster", cluster.to_string()));
+            labels.push(("cluster", values.value(cluster)));
         }
         for label in node_labels.get(m.source.as_str()).copied().unwrap_or_default() {
-            labels.push((label.names.source, label.value.clone()));
+            labels.push((label.names.source, values.value(&label.value)));
         }
         for label in node_labels.get(m.destination.as_str()).copied().unwrap_or_default() {
-            labels.push((label.names.destination, label.value.clone()));
+            labels.push((label.names.destination, values.value(&label.value)));
         }
         labels.sort_by_key(|(name, _)| *name);
-        pair_samples(m, labels, &mut samples);
+        pair_samples(m, labels.into(), &mut values, &mut samples);
     }
     run_samples(measurements, run, cluster, &mut samples);
     samples
 }
 
-fn pair_samples(m: &Measurement, labels: Vec<(&'static str, String)>, out: &mut Vec<Sample>) {
+fn pair_samples<'a>(m: &'a Measurement, labels: Labels, values: &mut Interner<'a>, out: &mut Vec<Sample>) {
     let ts = timestamp_ms(m.finished_at);
-    let mut push = |metric: Metric, value: f64| {
+    let mut push = |metric: &'static Metric, value: f64| {
         out.push(Sample { metric, labels: labels.clone(), value, timestamp_ms: ts });
     };
-    push(TEST_SUCCESS, if m.result().is_some() { 1.0 } else { 0.0 });
-    push(TEST_DURATION_SECONDS, m.duration_seconds);
-    push(TEST_TIMESTAMP_SECONDS, ts as f64 / 1000.0);
+    push(&TEST_SUCCESS, if m.result().is_some() { 1.0 } else { 0.0 });
+    push(&TEST_DURATION_SECONDS, m.duration_seconds);
+    push(&TEST_TIMESTAMP_SECONDS, ts as f64 / 1000.0);
     let (sender_cpu, receiver_cpu) = match m.result() {
         None => (None, None),
         Some(TestResult::Tcp(r)) => {
-            push(SENT_BYTES_PER_SECOND, r.sent_bytes_per_second);
-            push(RECEIVED_BYTES_PER_SECOND, r.received_bytes_per_second);
+            push(&SENT_BYTES_PER_SECOND, r.sent_bytes_per_second);
+            push(&RECEIVED_BYTES_PER_SECOND, r.received_bytes_per_second);
             if let Some(retransmits) = r.retransmits {
-                push(RETRANSMITS, retransmits as f64);
+                push(&RETRANSMITS, retransmits as f64);
             }
             if let Some(rtt) = r.rtt_seconds {
-                push(RTT_SECONDS, rtt);
+                push(&RTT_SECONDS, rtt);
             }
             (r.sender_cpu_utilization_ratio, r.receiver_cpu_utilization_ratio)
         }
         Some(TestResult::Udp(r)) => {
-            push(SENT_BYTES_PER_SECOND, r.sent_bytes_per_second);
-            push(RECEIVED_BYTES_PER_SECOND, r.received_bytes_per_second);
-            push(JITTER_SECONDS, r.jitter_seconds);
-            push(LOST_PACKETS, r.lost_packets as f64);
-            push(PACKETS, r.packets as f64);
-            push(LOSS_RATIO, r.loss_ratio);
+            push(&SENT_BYTES_PER_SECOND, r.sent_bytes_per_second);
+            push(&RECEIVED_BYTES_PER_SECOND, r.received_bytes_per_second);
+            push(&JITTER_SECONDS, r.jitter_seconds);
+            push(&LOST_PACKETS, r.lost_packets as f64);
+            push(&PACKETS, r.packets as f64);
+            push(&LOSS_RATIO, r.loss_ratio);
             (r.sender_cpu_utilization_ratio, r.receiver_cpu_utilization_ratio)
         }
     };
     if let Some(cpu) = sender_cpu {
-        push(SENDER_CPU, cpu);
+        push(&SENDER_CPU, cpu);
     }
     if let Some(cpu) = receiver_cpu {
-        push(RECEIVER_CPU, cpu);
+        push(&RECEIVER_CPU, cpu);
     }
     if let Some(failure) = m.failure() {
-        let mut labels = labels.clone();
-        labels.push(("reason", failure.reason.as_str().to_string()));
+        let mut labels = labels.to_vec();
+        labels.push(("reason", values.value(failure.reason.as_str())));
         labels.sort_by_key(|(name, _)| *name);
-        out.push(Sample { metric: TEST_FAILURE, labels, value: 1.0, timestamp_ms: ts });
+        out.push(Sample { metric: &TEST_FAILURE, labels: labels.into(), value: 1.0, timestamp_ms: ts });
     }
 }
 
 fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&str>, out: &mut Vec<Sample>) {
     let ts = timestamp_ms(run.finished_at);
-    let base: Vec<(&'static str, String)> = cluster.map(|c| ("cluster", c.to_string())).into_iter().collect();
-    let mut push = |metric: Metric, extra: Option<(&'static str, String)>, value: f64| {
+    let base: Vec<(&'static str, LabelValue)> = cluster.map(|c| ("cluster", c.into())).into_iter().collect();
+    let mut push = |metric: &'static Metric, extra: Option<(&'static str, &str)>, value: f64| {
         let mut labels = base.clone();
-        labels.extend(extra);
+        labels.extend(extra.map(|(name, value)| (name, value.into())));
         labels.sort_by_key(|(name, _)| *name);
-        out.push(Sample { metric, labels, value, timestamp_ms: ts });
+        out.push(Sample { metric, labels: labels.into(), value, timestamp_ms: ts });
     };
     let run_seconds = run.finished_at.duration_since(run.started_at).map_or(0.0, |d| d.as_secs_f64());
-    push(LAST_RUN_TIMESTAMP_SECONDS, None, ts as f64 / 1000.0);
-    push(RUN_DURATION_SECONDS, None, run_seconds);
+    push(&LAST_RUN_TIMESTAMP_SECONDS, None, ts as f64 / 1000.0);
+    push(&RUN_DURATION_SECONDS, None, run_seconds);
     let succeeded = measurements.iter().filter(|m| m.result().is_some()).count();
-    push(RUN_TESTS, Some(("result", "success".into())), succeeded as f64);
-    push(RUN_TESTS, Some(("result", "failure".into())), (measurements.len() - succeeded) as f64);
+    push(&RUN_TESTS, Some(("result", "success")), succeeded as f64);
+    push(&RUN_TESTS, Some(("result", "failure")), (measurements.len() - succeeded) as f64);
     let mut covered: BTreeMap<Protocol, BTreeSet<(&str, &str)>> = BTreeMap::new();
     for m in measurements.iter().filter(|m| m.result().is_some()) {
         covered.entry(m.protocol).or_default().insert((&m.source, &m.destination));
     }
     for protocol in &run.protocols {
-        let label = Some(("protocol", protocol.as_str().to_string()));
-        push(RUN_PAIRS_COVERED, label.clone(), covered.get(protocol).map_or(0, BTreeSet::len) as f64);
-        push(MESH_PAIRS, label, run.mesh_pairs_per_protocol as f64);
+        let label = Some(("protocol", protocol.as_str()));
+        push(&RUN_PAIRS_COVERED, label, covered.get(protocol).map_or(0, BTreeSet::len) as f64);
+        push(&MESH_PAIRS, label, run.mesh_pairs_per_protocol as f64);
     }
-    push(NODES, None, run.nodes as f64);
-    push(RUN_ROUNDS, None, run.rounds_run as f64);
-    push(RUN_ROUNDS_SKIPPED, None, run.rounds_skipped as f64);
-    push(CYCLE_ROUNDS, None, run.cycle_rounds as f64);
-    push(CYCLE_RUNS, None, run.cycle_runs as f64);
+    push(&NODES, None, run.nodes as f64);
+    push(&RUN_ROUNDS, None, run.rounds_run as f64);
+    push(&RUN_ROUNDS_SKIPPED, None, run.rounds_skipped as f64);
+    push(&CYCLE_ROUNDS, None, run.cycle_rounds as f64);
+    push(&CYCLE_RUNS, None, run.cycle_runs as f64);
 }
 
 /// Milliseconds since the Unix epoch.
@@ -283,13 +304,37 @@ mod tests {
         assert_eq!(find(&samples, "iperf3_test_success")[0].value, 0.0);
         assert!(find(&samples, "iperf3_received_bytes_per_second").is_empty());
         let failure = find(&samples, "iperf3_test_failure");
-        assert!(failure[0].labels.contains(&("reason", "refused".to_string())), "{:?}", failure[0].labels);
+        assert!(failure[0].labels.contains(&("reason", "refused".into())), "{:?}", failure[0].labels);
         let tests = find(&samples, "iperf3_monitor_run_tests");
         assert_eq!(
-            tests.iter().map(|s| (s.labels[0].1.as_str(), s.value)).collect::<Vec<_>>(),
+            tests.iter().map(|s| (&*s.labels[0].1, s.value)).collect::<Vec<_>>(),
             [("success", 0.0), ("failure", 1.0)]
         );
         assert!(samples.iter().all(|s| s.labels.iter().all(|(n, _)| *n != "cluster")));
+    }
+
+    #[test]
+    fn a_measurements_samples_share_one_label_set_and_node_names_are_stored_once() {
+        let ok = || {
+            Outcome::Success(TestResult::Tcp(TcpResult {
+                sent_bytes_per_second: 1.0,
+                received_bytes_per_second: 1.0,
+                retransmits: None,
+                rtt_seconds: None,
+                sender_cpu_utilization_ratio: None,
+                receiver_cpu_utilization_ratio: None,
+            }))
+        };
+        let there = measurement(Protocol::Tcp, ok());
+        let back = Measurement { source: "n2".into(), destination: "n1".into(), ..measurement(Protocol::Tcp, ok()) };
+        let samples = build(&[there, back], &[], &facts(), Some("lab"));
+        let (first, second): (Vec<&Sample>, Vec<&Sample>) =
+            samples.iter().filter(|s| s.labels.len() == 4).partition(|s| &*s.labels[3].1 == "n1");
+        assert!(first.len() > 1 && second.len() > 1);
+        assert!(first.iter().all(|s| Arc::ptr_eq(&s.labels, &first[0].labels)));
+        let value = |s: &Sample, name: &str| s.labels.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        assert!(Arc::ptr_eq(&value(first[0], "source_node"), &value(second[0], "destination_node")));
+        assert!(Arc::ptr_eq(&value(first[0], "cluster"), &value(second[0], "cluster")));
     }
 
     #[test]

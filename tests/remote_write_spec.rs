@@ -305,8 +305,8 @@ async fn deliver(config: &RunConfig, samples: &[Sample]) -> Delivery {
 
 fn sample(source: usize, timestamp_ms: i64) -> Sample {
     Sample {
-        metric: samples::TEST_SUCCESS,
-        labels: vec![("destination_node", "b".into()), ("source_node", format!("n{source:05}"))],
+        metric: &samples::TEST_SUCCESS,
+        labels: vec![("destination_node", "b".into()), ("source_node", format!("n{source:05}").into())].into(),
         value: 1.0,
         timestamp_ms,
     }

@@ -77,21 +77,19 @@ impl ClientRunner for NodeRunner {
     }
 }
 
-/// Reads a pipe to its end, keeping at most [`MAX_OUTPUT_BYTES`].
+/// Reads a pipe to its end, keeping at most [`MAX_OUTPUT_BYTES`]; whatever comes past the cap
+/// is drained, so the client never blocks on a full pipe. The buffer grows with the output (a
+/// few KiB for iperf3) rather than being a fixed block: a thousand clients in flight hold two
+/// pipes each.
 pub(crate) async fn read_capped(pipe: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
-    let Some(mut pipe) = pipe else { return (Vec::new(), false) };
+    let Some(pipe) = pipe else { return (Vec::new(), false) };
     let mut kept = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    let mut truncated = false;
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = MAX_OUTPUT_BYTES - kept.len();
-                kept.extend_from_slice(&buf[..n.min(room)]);
-                truncated |= n > room;
-            }
-        }
+    let mut capped = pipe.take(MAX_OUTPUT_BYTES as u64);
+    // A read error ends the output like an end of file; what was read is kept.
+    let _ = capped.read_to_end(&mut kept).await;
+    let past_the_cap = tokio::io::copy(&mut capped.into_inner(), &mut tokio::io::sink()).await.unwrap_or(0);
+    if past_the_cap > 0 {
+        kept.shrink_to_fit();
     }
-    (kept, truncated)
+    (kept, past_the_cap > 0)
 }

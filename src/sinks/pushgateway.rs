@@ -13,7 +13,7 @@ use super::Delivery;
 use super::http::{Request, Session, redacted};
 use super::report::exposition;
 use crate::config::PushgatewayTarget;
-use crate::samples::Sample;
+use crate::samples::{LabelValue, Sample};
 
 /// Content type of the text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -86,7 +86,7 @@ pub fn group_url(base: &Url, job: &str, grouping: &[(&str, &str)]) -> Url {
 }
 
 /// A series: metric name and labels.
-type SeriesKey<'a> = (&'a str, &'a [(&'static str, String)]);
+type SeriesKey<'a> = (&'a str, &'a [(&'static str, LabelValue)]);
 
 /// One sample per series (name and labels): the latest by timestamp, the last one among equals.
 /// The order of first appearance is kept.
@@ -94,11 +94,11 @@ pub fn latest_per_series(samples: &[Sample]) -> Vec<Sample> {
     let mut index: HashMap<SeriesKey, usize> = HashMap::new();
     let mut latest: Vec<Sample> = Vec::with_capacity(samples.len());
     for sample in samples {
-        match index.get(&(sample.metric.name, sample.labels.as_slice())) {
+        match index.get(&(sample.metric.name, &sample.labels[..])) {
             Some(&at) if latest[at].timestamp_ms > sample.timestamp_ms => {}
             Some(&at) => latest[at] = sample.clone(),
             None => {
-                index.insert((sample.metric.name, sample.labels.as_slice()), latest.len());
+                index.insert((sample.metric.name, &sample.labels[..]), latest.len());
                 latest.push(sample.clone());
             }
         }
@@ -154,22 +154,21 @@ mod tests {
         );
     }
 
-    fn sample(metric: crate::samples::Metric, source: &str, value: f64, ts: i64) -> Sample {
-        Sample { metric, labels: vec![("source_node", source.into())], value, timestamp_ms: ts }
+    fn sample(metric: &'static crate::samples::Metric, source: &str, value: f64, ts: i64) -> Sample {
+        Sample { metric, labels: vec![("source_node", source.into())].into(), value, timestamp_ms: ts }
     }
 
     #[test]
     fn one_sample_per_series_the_latest() {
         let samples = [
-            sample(TEST_SUCCESS, "a", 0.0, 20),
-            sample(TEST_TIMESTAMP_SECONDS, "a", 0.02, 20),
-            sample(TEST_SUCCESS, "b", 1.0, 10),
-            sample(TEST_SUCCESS, "a", 1.0, 30),
-            sample(TEST_SUCCESS, "a", 0.5, 5),
+            sample(&TEST_SUCCESS, "a", 0.0, 20),
+            sample(&TEST_TIMESTAMP_SECONDS, "a", 0.02, 20),
+            sample(&TEST_SUCCESS, "b", 1.0, 10),
+            sample(&TEST_SUCCESS, "a", 1.0, 30),
+            sample(&TEST_SUCCESS, "a", 0.5, 5),
         ];
         let latest = latest_per_series(&samples);
-        let seen: Vec<(&str, &str, f64)> =
-            latest.iter().map(|s| (s.metric.name, s.labels[0].1.as_str(), s.value)).collect();
+        let seen: Vec<(&str, &str, f64)> = latest.iter().map(|s| (s.metric.name, &*s.labels[0].1, s.value)).collect();
         assert_eq!(
             seen,
             [

@@ -20,51 +20,71 @@ pub mod prompb {
 /// Most series in one request, so no request grows without bound.
 pub const MAX_SERIES_PER_REQUEST: usize = 2_000;
 /// Groups samples into series (labels sorted by name, `__name__` first among equals, samples
-/// in timestamp order) and splits them into bounded requests.
-pub fn encode(samples: &[Sample]) -> Vec<prompb::WriteRequest> {
-    let mut series: BTreeMap<Vec<(&str, &str)>, Vec<prompb::Sample>> = BTreeMap::new();
-    let mut help: BTreeMap<&str, &str> = BTreeMap::new();
-    for sample in samples {
-        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(sample.labels.len() + 1);
-        labels.push(("__name__", sample.metric.name));
-        labels.extend(sample.labels.iter().map(|(name, value)| (*name, value.as_str())));
-        labels.sort_unstable();
-        labels.dedup_by(|a, b| a.0 == b.0);
-        series.entry(labels).or_default().push(prompb::Sample { value: sample.value, timestamp: sample.timestamp_ms });
-        help.insert(sample.metric.name, sample.metric.help);
-    }
-    let series: Vec<prompb::TimeSeries> = series
+/// in timestamp order) and splits them into requests of at most [`MAX_SERIES_PER_REQUEST`]
+/// series. The requests are built one at a time as the iterator is advanced: only an index of
+/// the samples is made up front, so a run's samples never exist twice in memory.
+pub fn encode(samples: &[Sample]) -> impl Iterator<Item = prompb::WriteRequest> + '_ {
+    // Samples of one series next to each other, in timestamp order. Sample labels are sorted by
+    // name with no name twice, so equal label lists are equal series.
+    let mut order: Vec<usize> = (0..samples.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (a, b) = (&samples[a], &samples[b]);
+        series_key(a).cmp(series_key(b)).then(a.timestamp_ms.cmp(&b.timestamp_ms))
+    });
+    let mut next = 0;
+    std::iter::from_fn(move || {
+        if next == order.len() {
+            return None;
+        }
+        let mut timeseries = Vec::new();
+        let mut metadata: BTreeMap<&str, &str> = BTreeMap::new();
+        while next < order.len() && timeseries.len() < MAX_SERIES_PER_REQUEST {
+            let first = &samples[order[next]];
+            let len = order[next..].iter().take_while(|&&i| series_key(&samples[i]).eq(series_key(first))).count();
+            timeseries.push(prompb::TimeSeries {
+                labels: series_labels(first),
+                samples: order[next..next + len]
+                    .iter()
+                    .map(|&i| prompb::Sample { value: samples[i].value, timestamp: samples[i].timestamp_ms })
+                    .collect(),
+            });
+            metadata.insert(first.metric.name, first.metric.help);
+            next += len;
+        }
+        Some(prompb::WriteRequest {
+            timeseries,
+            metadata: metadata
+                .into_iter()
+                .map(|(name, help)| prompb::MetricMetadata {
+                    r#type: prompb::metric_metadata::MetricType::Gauge as i32,
+                    metric_family_name: name.to_string(),
+                    help: help.to_string(),
+                    unit: String::new(),
+                })
+                .collect(),
+        })
+    })
+}
+
+/// What tells one series from another: the metric name, then the labels that are not empty.
+fn series_key(sample: &Sample) -> impl Iterator<Item = (&str, &str)> + Clone {
+    std::iter::once(("__name__", sample.metric.name))
+        .chain(sample.labels.iter().map(|(name, value)| (*name, &**value)))
+        .filter(|(_, value)| !value.is_empty())
+}
+
+/// A series' labels as remote-write wants them: `__name__` among them, sorted by name, no name
+/// twice, no empty value.
+fn series_labels(sample: &Sample) -> Vec<prompb::Label> {
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(sample.labels.len() + 1);
+    labels.push(("__name__", sample.metric.name));
+    labels.extend(sample.labels.iter().map(|(name, value)| (*name, &**value)));
+    labels.sort_unstable();
+    labels.dedup_by(|a, b| a.0 == b.0);
+    labels
         .into_iter()
-        .map(|(labels, mut samples)| {
-            samples.sort_by_key(|s| s.timestamp);
-            prompb::TimeSeries {
-                labels: labels
-                    .into_iter()
-                    .filter(|(_, value)| !value.is_empty())
-                    .map(|(name, value)| prompb::Label { name: name.to_string(), value: value.to_string() })
-                    .collect(),
-                samples,
-            }
-        })
-        .collect();
-    series
-        .chunks(MAX_SERIES_PER_REQUEST)
-        .map(|chunk| {
-            let names: std::collections::BTreeSet<&str> =
-                chunk.iter().filter_map(|s| s.labels.first()).map(|l| l.value.as_str()).collect();
-            prompb::WriteRequest {
-                timeseries: chunk.to_vec(),
-                metadata: names
-                    .into_iter()
-                    .map(|name| prompb::MetricMetadata {
-                        r#type: prompb::metric_metadata::MetricType::Gauge as i32,
-                        metric_family_name: name.to_string(),
-                        help: help.get(name).copied().unwrap_or_default().to_string(),
-                        unit: String::new(),
-                    })
-                    .collect(),
-            }
-        })
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| prompb::Label { name: name.to_string(), value: value.to_string() })
         .collect()
 }
 
@@ -92,16 +112,16 @@ impl RemoteWriteSink {
 
     /// Delivers every sample, request by request; a rejected request does not stop the others.
     pub async fn push(&self, session: &Session<'_>, samples: &[Sample]) -> Delivery {
-        let requests = encode(samples);
-        let mut delivery = Delivery::new("remote_write", redacted(&self.url), samples.len(), requests.len());
-        for request in &requests {
+        let mut delivery = Delivery::new("remote_write", redacted(&self.url), samples.len(), 0);
+        for request in encode(samples) {
+            delivery.requests += 1;
             let count: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
             let request = Request {
                 sink: delivery.sink,
                 method: Method::POST,
                 url: &self.url,
                 headers: headers(),
-                body: body(request),
+                body: body(&request),
             };
             let sent = session.send(&request).await;
             delivery.record(sent, count);
@@ -124,10 +144,10 @@ mod tests {
     use super::*;
     use crate::samples::{RECEIVED_BYTES_PER_SECOND, TEST_SUCCESS};
 
-    fn sample(metric: crate::samples::Metric, source: &str, ts: i64) -> Sample {
+    fn sample(metric: &'static crate::samples::Metric, source: &str, ts: i64) -> Sample {
         Sample {
             metric,
-            labels: vec![("destination_node", "b".into()), ("source_node", source.into())],
+            labels: vec![("destination_node", "b".into()), ("source_node", source.into())].into(),
             value: 1.0,
             timestamp_ms: ts,
         }
@@ -135,9 +155,12 @@ mod tests {
 
     #[test]
     fn series_have_sorted_labels_and_ordered_samples() {
-        let samples =
-            [sample(TEST_SUCCESS, "a", 20), sample(RECEIVED_BYTES_PER_SECOND, "a", 5), sample(TEST_SUCCESS, "a", 10)];
-        let requests = encode(&samples);
+        let samples = [
+            sample(&TEST_SUCCESS, "a", 20),
+            sample(&RECEIVED_BYTES_PER_SECOND, "a", 5),
+            sample(&TEST_SUCCESS, "a", 10),
+        ];
+        let requests: Vec<_> = encode(&samples).collect();
         assert_eq!(requests.len(), 1);
         let series = &requests[0].timeseries;
         assert_eq!(series.len(), 2);
@@ -152,14 +175,43 @@ mod tests {
 
     #[test]
     fn batches_are_bounded() {
-        let samples: Vec<Sample> = (0..4_500).map(|i| sample(TEST_SUCCESS, &format!("n{i}"), 1)).collect();
-        let requests = encode(&samples);
+        let samples: Vec<Sample> = (0..4_500).map(|i| sample(&TEST_SUCCESS, &format!("n{i}"), 1)).collect();
+        let requests: Vec<_> = encode(&samples).collect();
         assert_eq!(requests.iter().map(|r| r.timeseries.len()).collect::<Vec<_>>(), [2000, 2000, 500]);
     }
 
     #[test]
+    fn a_series_is_never_split_across_requests() {
+        // 2,001 series; the first and the last have samples at both ends of the input.
+        let mut samples = vec![sample(&TEST_SUCCESS, "n0000", 2)];
+        samples.extend((0..=2_000).map(|i| sample(&TEST_SUCCESS, &format!("n{i:04}"), 1)));
+        samples.push(sample(&TEST_SUCCESS, "n2000", 0));
+        let requests: Vec<_> = encode(&samples).collect();
+        assert_eq!(requests.iter().map(|r| r.timeseries.len()).collect::<Vec<_>>(), [2000, 1]);
+        let first = &requests[0].timeseries[0];
+        assert_eq!(first.samples.iter().map(|s| s.timestamp).collect::<Vec<_>>(), [1, 2]);
+        let last = &requests[1].timeseries[0];
+        assert_eq!(last.samples.iter().map(|s| s.timestamp).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn empty_label_values_are_left_out_and_do_not_split_a_series() {
+        let mut with_empty = sample(&TEST_SUCCESS, "a", 1);
+        with_empty.labels =
+            vec![("cluster", "".into()), ("destination_node", "b".into()), ("source_node", "a".into())].into();
+        let requests: Vec<_> = encode(&[with_empty, sample(&TEST_SUCCESS, "a", 2)]).collect();
+        let series = &requests[0].timeseries;
+        assert_eq!(series.len(), 1);
+        assert_eq!(
+            series[0].labels.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            ["__name__", "destination_node", "source_node"]
+        );
+        assert_eq!(series[0].samples.len(), 2);
+    }
+
+    #[test]
     fn body_is_snappy_block_format_of_the_protobuf() {
-        let request = &encode(&[sample(TEST_SUCCESS, "a", 1)])[0];
+        let request = &encode(&[sample(&TEST_SUCCESS, "a", 1)]).next().unwrap();
         let compressed = body(request);
         let raw = snap::raw::Decoder::new().decompress_vec(&compressed).unwrap();
         assert_eq!(prompb::WriteRequest::decode(raw.as_slice()).unwrap(), *request);

@@ -18,55 +18,56 @@ use crate::{DryRun, RunReport};
 const LISTED_ROUNDS: usize = 12;
 const LISTED_PAIRS: usize = 12;
 
-/// The matrices of a run, one per protocol (UDP adds its loss), and a summary line.
-pub fn table(report: &RunReport) -> String {
-    let mut out = String::new();
+/// The matrices of a run, one per protocol (UDP adds its loss), and a summary line, written
+/// row by row: a 1,000-node matrix is about 30 MB of text.
+pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
     for protocol in &report.protocols {
         let cells = report.cells(*protocol);
         let sources = report.sources();
         let title = format!("{protocol}: received throughput in Mbit/s (rows: source, columns: destination)");
-        matrix(&mut out, &title, &sources, &report.nodes, |src, dst| {
-            match cells.get(&(src, dst)).map(|m| &m.outcome) {
-                Some(Outcome::Success(result)) => format!("{:.1}", result.received_bytes_per_second() * 8.0 / 1e6),
-                Some(Outcome::Failure(failure)) => failure.reason.to_string(),
-                None => "-".into(),
-            }
-        });
+        matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(&(src, dst)).map(|m| &m.outcome) {
+            Some(Outcome::Success(result)) => format!("{:.1}", result.received_bytes_per_second() * 8.0 / 1e6),
+            Some(Outcome::Failure(failure)) => failure.reason.to_string(),
+            None => "-".into(),
+        })?;
         if *protocol == Protocol::Udp {
             let title = "udp: packet loss in % (rows: source, columns: destination)";
-            matrix(&mut out, title, &sources, &report.nodes, |src, dst| {
-                match cells.get(&(src, dst)).map(|m| &m.outcome) {
-                    Some(Outcome::Success(TestResult::Udp(r))) => format!("{:.2}", r.loss_ratio * 100.0),
-                    Some(Outcome::Failure(failure)) => failure.reason.to_string(),
-                    _ => "-".into(),
-                }
-            });
+            matrix(out, title, &sources, &report.nodes, |src, dst| match cells.get(&(src, dst)).map(|m| &m.outcome) {
+                Some(Outcome::Success(TestResult::Udp(r))) => format!("{:.2}", r.loss_ratio * 100.0),
+                Some(Outcome::Failure(failure)) => failure.reason.to_string(),
+                _ => "-".into(),
+            })?;
         }
     }
-    out.push_str(&summary(report));
-    out.push('\n');
-    out
+    writeln!(out, "{}", summary(report))
 }
 
-fn matrix(out: &mut String, title: &str, rows: &[&str], columns: &[String], cell: impl Fn(&str, &str) -> String) {
+fn matrix(
+    out: &mut impl std::io::Write,
+    title: &str,
+    rows: &[&str],
+    columns: &[String],
+    cell: impl Fn(&str, &str) -> String,
+) -> std::io::Result<()> {
     let printable = |name: &str| name.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>();
     let row_width = rows.iter().map(|r| printable(r).chars().count()).max().unwrap_or(0).max(4);
     let widths: Vec<usize> = columns.iter().map(|c| printable(c).chars().count().max(11)).collect();
-    let _ = writeln!(out, "{title}");
-    let _ = write!(out, "{:<row_width$}", "");
+    writeln!(out, "{title}")?;
+    let mut line = format!("{:<row_width$}", "");
     for (column, width) in columns.iter().zip(&widths) {
-        let _ = write!(out, "  {:>width$}", printable(column));
+        let _ = write!(line, "  {:>width$}", printable(column));
     }
-    out.push('\n');
+    writeln!(out, "{line}")?;
     for row in rows {
-        let _ = write!(out, "{:<row_width$}", printable(row));
+        line.clear();
+        let _ = write!(line, "{:<row_width$}", printable(row));
         for (column, width) in columns.iter().zip(&widths) {
             let text = if *row == column.as_str() { "·".to_string() } else { cell(row, column) };
-            let _ = write!(out, "  {text:>width$}");
+            let _ = write!(line, "  {text:>width$}");
         }
-        out.push('\n');
+        writeln!(out, "{line}")?;
     }
-    out.push('\n');
+    writeln!(out)
 }
 
 /// One line: tests, failures by reason, rounds, time, delivery.
@@ -128,7 +129,7 @@ pub fn exposition(samples: &[Sample], with_timestamps: bool) -> String {
             .map(|(name, value)| {
                 let mut pair = LabelPair::default();
                 pair.set_name(name.to_string());
-                pair.set_value(value.clone());
+                pair.set_value(value.to_string());
                 pair
             })
             .collect();
@@ -231,12 +232,17 @@ mod tests {
     fn exposition_escapes_hostile_label_values() {
         let samples = [
             Sample {
-                metric: TEST_SUCCESS,
-                labels: vec![("source_node", "a\"b\\c\nd".into())],
+                metric: &TEST_SUCCESS,
+                labels: vec![("source_node", "a\"b\\c\nd".into())].into(),
                 value: 1.0,
                 timestamp_ms: 42,
             },
-            Sample { metric: TEST_FAILURE, labels: vec![("reason", "refused".into())], value: 1.0, timestamp_ms: 43 },
+            Sample {
+                metric: &TEST_FAILURE,
+                labels: vec![("reason", "refused".into())].into(),
+                value: 1.0,
+                timestamp_ms: 43,
+            },
         ];
         let text = exposition(&samples, true);
         assert!(text.contains("# TYPE iperf3_test_success gauge"), "{text}");
