@@ -13,8 +13,8 @@ use futures::StreamExt;
 use iperf3_monitor::config::{Protocol, TestSettings};
 use iperf3_monitor::iperf3::{self, FailureReason};
 use iperf3_monitor::measure::{Measurement, Outcome};
-use iperf3_monitor::runner::{ClientCommand, ClientRunner};
 use iperf3_monitor::runner::process::ProcessRunner;
+use iperf3_monitor::runner::{ClientCommand, ClientRunner};
 use iperf3_monitor::targets::{Node, inventory};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -81,10 +81,11 @@ async fn test(source: &Node, destination: &Node, settings: &TestSettings) -> (Me
     let mut retries = 0;
     loop {
         let started = Instant::now();
-        let outcome = match ProcessRunner.run(source, ClientCommand { argv: &argv, credentials: None }, settings.timeout).await {
-            Ok(output) => iperf3::parse(Protocol::Tcp, &output.stdout),
-            Err(e) => Err(iperf3::Failure::new(FailureReason::Spawn, e.to_string())),
-        };
+        let outcome =
+            match ProcessRunner.run(source, ClientCommand { argv: &argv, credentials: None }, settings.timeout).await {
+                Ok(output) => iperf3::parse(Protocol::Tcp, &output.stdout),
+                Err(e) => Err(iperf3::Failure::new(FailureReason::Spawn, e.to_string())),
+            };
         match outcome {
             Err(_) if retries + 1 < MAX_ATTEMPTS => {
                 retries += 1;
