@@ -33,32 +33,21 @@ run_flags=(
   --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
 )
 
-passed=0
-failed=0
-check() {
-  local name=$1
-  shift
-  local rc=0
-  set +e
-  (set -e; "$@") >"$scratch/check.log" 2>&1
-  rc=$?
-  set -e
-  if [[ $rc -eq 0 ]]; then
-    echo "ok    $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL  $name"
-    sed 's/^/      /' "$scratch/check.log" | tail -n 40
-    failed=$((failed + 1))
-  fi
-}
+# shellcheck source-path=SCRIPTDIR source=lib/run-check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/run-check.sh"
+check_log="$scratch/check.log"
 
 iperf3_version() {
-  podman run "${run_flags[@]}" --entrypoint iperf3 "$image" --version | tee /dev/stderr | grep -q "^iperf 3\."
+  podman run "${run_flags[@]}" --entrypoint iperf3 "$image" --version >"$scratch/iperf3-version.txt"
+  cat "$scratch/iperf3-version.txt" >&2
+  grep -q "^iperf 3\." "$scratch/iperf3-version.txt"
 }
 
 binary_help() {
-  podman run "${run_flags[@]}" "$image" --help | grep -q "run"
+  # To a file, not a pipe: grep -q leaves at its first match and podman would fail on the
+  # closed pipe.
+  podman run "${run_flags[@]}" "$image" --help >"$scratch/help.txt"
+  grep -q "run" "$scratch/help.txt"
   podman run "${run_flags[@]}" "$image" run --help >"$scratch/run-help.txt"
   grep -q -- "--inventory" "$scratch/run-help.txt"
 }
@@ -166,9 +155,9 @@ EOF
   [[ $rc -eq 0 ]]
 }
 
-check "image: iperf3 --version" iperf3_version
-check "image: iperf3-monitor --help and run --help" binary_help
-check "image: the chart's CronJob arguments are accepted (dry run, 3 renders)" chart_args_accepted
-check "image: star-mode measurement between two containers (tcp and udp)" measure_between_containers
+run_check "image: iperf3 --version" iperf3_version
+run_check "image: iperf3-monitor --help and run --help" binary_help
+run_check "image: the chart's CronJob arguments are accepted (dry run, 3 renders)" chart_args_accepted
+run_check "image: star-mode measurement between two containers (tcp and udp)" measure_between_containers
 echo "smoke-image: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
