@@ -96,26 +96,9 @@ export PATH="$tools/bin:$PATH"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-passed=0
-failed=0
-# run_check NAME COMMAND...: one line per check, the log only on failure.
-run_check() {
-  local name=$1
-  shift
-  local rc=0
-  set +e
-  (set -e; "$@") >"$work/check.log" 2>&1
-  rc=$?
-  set -e
-  if [[ $rc -eq 0 ]]; then
-    echo "ok    $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL  $name"
-    sed 's/^/      /' "$work/check.log" | tail -n 60
-    failed=$((failed + 1))
-  fi
-}
+# shellcheck source-path=SCRIPTDIR source=lib/run-check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/run-check.sh"
+check_log="$work/check.log"
 
 # --- generated files -------------------------------------------------------
 
@@ -402,7 +385,8 @@ run_check "hadolint: Dockerfile" hadolint "$repo/Dockerfile"
 # --- the scripts and workflows around it ---------------------------------------
 
 run_check "shellcheck: scripts/check-chart.sh, build-image.sh, smoke-image.sh" \
-  shellcheck "$repo/scripts/check-chart.sh" "$repo/scripts/build-image.sh" "$repo/scripts/smoke-image.sh"
+  shellcheck --external-sources "$repo/scripts/check-chart.sh" "$repo/scripts/build-image.sh" "$repo/scripts/smoke-image.sh" \
+    "$repo/scripts/lib/run-check.sh"
 run_check "workflows: .github/workflows/*.yml match the GitHub workflow schema" \
   check-jsonschema --builtin-schema vendor.github-workflows "$repo"/.github/workflows/*.yml
 
