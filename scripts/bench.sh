@@ -16,6 +16,8 @@
 #   sudo ./scripts/bench.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/prometheus.sh
+source scripts/lib/prometheus.sh
 
 quick=0
 case ${1:-} in
@@ -53,12 +55,8 @@ cargo build --release --locked --quiet --bin iperf3-monitor --example bench
 monitor=$PWD/target/release/iperf3-monitor
 bench=$PWD/target/release/examples/bench
 
-prometheus_pid=""
 cleanup() {
-    if [[ -n $prometheus_pid ]]; then
-        kill "$prometheus_pid" 2>/dev/null || true
-        wait "$prometheus_pid" 2>/dev/null || true
-    fi
+    stop_prometheus
     tests/lab/lab.sh down "$lab" || true
     tests/lab/lab.sh down "$ack_lab" || true
     rm -rf "$raw/prometheus"
@@ -114,17 +112,8 @@ job "ack/n$ack_nodes-exclusive" --inventory "$ack_inventory" --pairing exclusive
 tests/lab/lab.sh down "$ack_lab"
 
 echo "bench: a real Prometheus on 127.0.0.1" >&2
-mkdir -p "$raw/prometheus"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'global:\n  scrape_interval: 15s\n' >"$raw/prometheus/prometheus.yml"
-prometheus --config.file="$raw/prometheus/prometheus.yml" --storage.tsdb.path="$raw/prometheus/data" \
-    --web.listen-address="127.0.0.1:$port" --web.enable-remote-write-receiver >"$raw/prometheus/log" 2>&1 &
-prometheus_pid=$!
-for _ in $(seq 150); do
-    curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break
-    sleep 0.2
-done
-curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null || { echo "bench: prometheus did not start" >&2; exit 1; }
+start_prometheus "$raw/prometheus"
+port=$prometheus_port
 
 echo "bench: delivery" >&2
 "$bench" deliver --prometheus "http://127.0.0.1:$port/" --samples 10000,100000 >"$raw/delivery.json"
@@ -147,9 +136,7 @@ for c in "${sim_concurrency[@]}"; do
     [[ $(jq -r .exit_code "$raw/scale/sim-c$c.usage.json") == 0 ]] ||
         { echo "bench: scale/sim-c$c failed; see $raw/scale/sim-c$c.log" >&2; exit 1; }
 done
-kill "$prometheus_pid"
-wait "$prometheus_pid" 2>/dev/null || true
-prometheus_pid=""
+stop_prometheus
 
 echo "bench: scale/plan" >&2
 "$bench" usage --out "$raw/scale/plan.usage.json" -- "$bench" plan --nodes 5000 >"$raw/scale/plan.json"

@@ -384,9 +384,8 @@ run_check "hadolint: Dockerfile" hadolint "$repo/Dockerfile"
 
 # --- the scripts and workflows around it ---------------------------------------
 
-run_check "shellcheck: scripts/check-chart.sh, build-image.sh, smoke-image.sh" \
-  shellcheck --external-sources "$repo/scripts/check-chart.sh" "$repo/scripts/build-image.sh" "$repo/scripts/smoke-image.sh" \
-    "$repo/scripts/lib/run-check.sh"
+run_check "shellcheck: scripts/*.sh, scripts/lib/*.sh, tests/lab/lab.sh, .ci/run" \
+  shellcheck --external-sources "$repo"/scripts/*.sh "$repo"/scripts/lib/*.sh "$repo/tests/lab/lab.sh" "$repo/.ci/run"
 run_check "workflows: .github/workflows/*.yml match the GitHub workflow schema" \
   check-jsonschema --builtin-schema vendor.github-workflows "$repo"/.github/workflows/*.yml
 

@@ -6,15 +6,17 @@
 #   sudo ./scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/prometheus.sh
+source scripts/lib/prometheus.sh
 
 scripts/setup.sh
 echo "demo: building iperf3-monitor" >&2
 cargo build --locked --quiet
 
 work=$(mktemp -d)
-prometheus_pid=""
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-    [[ -n $prometheus_pid ]] && kill "$prometheus_pid" 2>/dev/null && wait "$prometheus_pid" 2>/dev/null
+    stop_prometheus
     tests/lab/lab.sh down demo
     rm -rf "$work"
 }
@@ -24,15 +26,8 @@ trap cleanup EXIT
 inventory=$(tests/lab/lab.sh up demo --rates 50,100,150,200,250 --subnet 200 --udp-loss 4:0.02)
 echo "demo: lab up: $inventory" >&2
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'global:\n  scrape_interval: 15s\n' >"$work/prometheus.yml"
-prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
-    --web.listen-address="127.0.0.1:$port" --web.enable-remote-write-receiver >"$work/prometheus.log" 2>&1 &
-prometheus_pid=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break
-    sleep 0.2
-done
+start_prometheus "$work/prometheus"
+port=$prometheus_port
 echo "demo: prometheus on http://127.0.0.1:$port" >&2
 
 status=0

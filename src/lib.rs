@@ -26,7 +26,7 @@ use measure::{Measure, Measurement, StopReason};
 use runner::NodeRunner;
 use runner::pod_exec::PodExecRunner;
 use runner::process::ProcessRunner;
-use samples::{RunFacts, Sample};
+use samples::{RunFacts, RunSamples, SampleSource};
 use schedule::{Plan, Schedule, Topology};
 use sinks::{Delivery, Sinks};
 use targets::Node;
@@ -47,11 +47,27 @@ pub struct RunReport {
     pub stopped: Option<StopReason>,
     pub measurements: Vec<Measurement>,
     pub deliveries: Vec<Delivery>,
+    /// What the samples are built from, besides the measurements.
     #[serde(skip)]
-    pub samples: Vec<Sample>,
+    pub sample_facts: SampleFacts,
+}
+
+/// What a run's samples need besides its measurements: the node labels, the run-level facts
+/// and the cluster label.
+#[derive(Debug)]
+pub struct SampleFacts {
+    pub targets: Vec<Node>,
+    pub run: RunFacts,
+    pub cluster: Option<String>,
 }
 
 impl RunReport {
+    /// The run's samples, built batch by batch when asked for.
+    pub fn samples(&self) -> RunSamples<'_> {
+        let facts = &self.sample_facts;
+        RunSamples::new(&self.measurements, &facts.targets, &facts.run, facts.cluster.as_deref())
+    }
+
     /// The rows of the source × destination matrix: every node in mesh mode, the source in star mode.
     pub fn sources(&self) -> Vec<&str> {
         match self.mode {
@@ -65,7 +81,7 @@ impl RunReport {
         self.measurements
             .iter()
             .filter(|m| m.protocol == protocol)
-            .map(|m| ((m.source.as_str(), m.destination.as_str()), m))
+            .map(|m| ((&*m.source, &*m.destination), m))
             .collect()
     }
 
@@ -123,7 +139,7 @@ impl RunOutcome {
             (RunOutcome::Measured(report), Output::Table) => sinks::report::table(report, out),
             (RunOutcome::Measured(report), Output::Json) => write_json(out, report.as_ref()),
             (RunOutcome::Measured(report), Output::Prometheus) => {
-                out.write_all(sinks::report::exposition(&report.samples, true).as_bytes())
+                out.write_all(sinks::report::exposition(&report.samples().collect_all(), true).as_bytes())
             }
             (RunOutcome::Planned(dry), Output::Json) => write_json(out, dry.as_ref()),
             (RunOutcome::Planned(dry), _) => {
@@ -202,12 +218,11 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         cycle_rounds: plan.cycle_rounds,
         cycle_runs: plan.cycle_runs,
     };
-    let samples = samples::build(&measured.measurements, &nodes, &facts, config.cluster.as_deref());
-    let deliveries = sinks.deliver(&samples).await;
-    let report = RunReport {
+    let mut report = RunReport {
         mode: config.mode,
         started_at_unix_seconds: unix_now as f64,
-        duration_seconds: started.elapsed().as_secs_f64(),
+        // Delivery included: set below.
+        duration_seconds: 0.0,
         nodes: names,
         protocols: config.protocols,
         plan,
@@ -215,9 +230,11 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         rounds_skipped: measured.rounds_skipped,
         stopped: measured.stopped,
         measurements: measured.measurements,
-        deliveries,
-        samples,
+        deliveries: Vec::new(),
+        sample_facts: SampleFacts { targets: nodes, run: facts, cluster: config.cluster },
     };
+    report.deliveries = sinks.deliver(&report.samples()).await;
+    report.duration_seconds = started.elapsed().as_secs_f64();
     if let Some(path) = &config.matrix_svg {
         // A picture beside the results: failing to write it loses no measurement.
         match tokio::fs::write(path, sinks::svg::heatmap(&report)).await {

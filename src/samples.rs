@@ -3,9 +3,11 @@
 //! One sample per measured value, timestamped with the test's end time; run-level samples carry
 //! the run's end time. Names follow the Prometheus rules: base units, no `_total` on gauges.
 //!
-//! A 1,000-node run has hundreds of thousands of samples, so they share what repeats: a
-//! measurement's samples share one label set, and label sets share one copy of each node name.
+//! A 1,000-node run has hundreds of thousands of samples, so they are made a batch of
+//! measurements at a time ([`RunSamples`]) and share what repeats: a measurement's samples share
+//! one label set, and the label sets of a batch share one copy of each node name.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -97,33 +99,99 @@ pub struct RunFacts {
     pub cycle_runs: usize,
 }
 
-/// Builds every sample of a run: per-measurement samples, then run-level samples. Node labels
-/// (`--node-label-keys`) of `nodes` become `source_<suffix>` / `destination_<suffix>` labels.
-pub fn build(measurements: &[Measurement], nodes: &[Node], run: &RunFacts, cluster: Option<&str>) -> Vec<Sample> {
-    let node_labels: HashMap<&str, &[NodeLabel]> =
-        nodes.iter().map(|n| (n.name.as_str(), n.labels.as_slice())).collect();
-    let mut values = Interner::default();
-    let mut samples = Vec::with_capacity(measurements.len() * 10 + 16);
-    for m in measurements {
-        let mut labels = vec![
-            ("destination_node", values.value(&m.destination)),
-            ("protocol", values.value(m.protocol.as_str())),
-            ("source_node", values.value(&m.source)),
-        ];
-        if let Some(cluster) = cluster {
-            labels.push(("cluster", values.value(cluster)));
-        }
-        for label in node_labels.get(m.source.as_str()).copied().unwrap_or_default() {
-            labels.push((label.names.source, values.value(&label.value)));
-        }
-        for label in node_labels.get(m.destination.as_str()).copied().unwrap_or_default() {
-            labels.push((label.names.destination, values.value(&label.value)));
-        }
-        labels.sort_by_key(|(name, _)| *name);
-        pair_samples(m, labels.into(), &mut values, &mut samples);
+/// Measurements whose samples make one batch: about 18,000 samples, a few MB at most.
+pub const BATCH_MEASUREMENTS: usize = 2_000;
+
+/// Where samples come from, batch by batch. A sink asks for the batches when it delivers;
+/// each sink that asks gets them afresh.
+pub trait SampleSource {
+    fn batches(&self) -> impl Iterator<Item = Cow<'_, [Sample]>>;
+
+    /// Every sample, in one vector: for the sinks that must send them all at once.
+    fn collect_all(&self) -> Vec<Sample> {
+        self.batches().flat_map(Cow::into_owned).collect()
     }
-    run_samples(measurements, run, cluster, &mut samples);
-    samples
+}
+
+impl SampleSource for [Sample] {
+    fn batches(&self) -> impl Iterator<Item = Cow<'_, [Sample]>> {
+        std::iter::once(Cow::Borrowed(self))
+    }
+}
+
+/// A run's samples, built a batch of measurements at a time as they are delivered: a
+/// 1,000-node run has 400,000 samples, which never need to exist all at once.
+#[derive(Debug)]
+pub struct RunSamples<'a> {
+    measurements: &'a [Measurement],
+    node_labels: HashMap<&'a str, &'a [NodeLabel]>,
+    run: &'a RunFacts,
+    cluster: Option<&'a str>,
+}
+
+impl<'a> RunSamples<'a> {
+    /// Node labels (`--node-label-keys`) of `nodes` become `source_<suffix>` /
+    /// `destination_<suffix>` labels.
+    pub fn new(
+        measurements: &'a [Measurement],
+        nodes: &'a [Node],
+        run: &'a RunFacts,
+        cluster: Option<&'a str>,
+    ) -> Self {
+        let node_labels = nodes.iter().map(|n| (n.name.as_str(), n.labels.as_slice())).collect();
+        RunSamples { measurements, node_labels, run, cluster }
+    }
+
+    /// The samples of [`BATCH_MEASUREMENTS`] measurements at a time, in the order the tests
+    /// ended (so a series' samples stay in time order across batches); the run-level samples
+    /// end the last batch. A run without measurements has one batch, its run-level samples.
+    pub fn batches(&self) -> impl Iterator<Item = Vec<Sample>> + '_ {
+        let chunks = self.measurements.len().div_ceil(BATCH_MEASUREMENTS).max(1);
+        (0..chunks).map(move |i| {
+            let start = i * BATCH_MEASUREMENTS;
+            let end = (start + BATCH_MEASUREMENTS).min(self.measurements.len());
+            let mut samples = self.measurement_samples(&self.measurements[start..end]);
+            if i + 1 == chunks {
+                samples.extend(run_samples(self.measurements, self.run, self.cluster));
+            }
+            samples
+        })
+    }
+
+    fn measurement_samples(&self, measurements: &'a [Measurement]) -> Vec<Sample> {
+        let mut values = Interner::default();
+        let mut samples = Vec::with_capacity(measurements.len() * 10);
+        for m in measurements {
+            let mut labels = vec![
+                ("destination_node", values.value(&m.destination)),
+                ("protocol", values.value(m.protocol.as_str())),
+                ("source_node", values.value(&m.source)),
+            ];
+            if let Some(cluster) = self.cluster {
+                labels.push(("cluster", values.value(cluster)));
+            }
+            for label in self.node_labels.get(&*m.source).copied().unwrap_or_default() {
+                labels.push((label.names.source, values.value(&label.value)));
+            }
+            for label in self.node_labels.get(&*m.destination).copied().unwrap_or_default() {
+                labels.push((label.names.destination, values.value(&label.value)));
+            }
+            labels.sort_by_key(|(name, _)| *name);
+            pair_samples(m, labels.into(), &mut values, &mut samples);
+        }
+        samples
+    }
+}
+
+impl SampleSource for RunSamples<'_> {
+    fn batches(&self) -> impl Iterator<Item = Cow<'_, [Sample]>> {
+        RunSamples::batches(self).map(Cow::Owned)
+    }
+}
+
+/// Every sample of a run at once: per-measurement samples, then run-level samples.
+pub fn build(measurements: &[Measurement], nodes: &[Node], run: &RunFacts, cluster: Option<&str>) -> Vec<Sample> {
+    RunSamples::new(measurements, nodes, run, cluster).batches().flatten().collect()
 }
 
 fn pair_samples<'a>(m: &'a Measurement, labels: Labels, values: &mut Interner<'a>, out: &mut Vec<Sample>) {
@@ -171,7 +239,8 @@ fn pair_samples<'a>(m: &'a Measurement, labels: Labels, values: &mut Interner<'a
     }
 }
 
-fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&str>, out: &mut Vec<Sample>) {
+fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&str>) -> Vec<Sample> {
+    let mut out = Vec::new();
     let ts = timestamp_ms(run.finished_at);
     let base: Vec<(&'static str, LabelValue)> = cluster.map(|c| ("cluster", c.into())).into_iter().collect();
     let mut push = |metric: &'static Metric, extra: Option<(&'static str, &str)>, value: f64| {
@@ -200,6 +269,7 @@ fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&st
     push(&RUN_ROUNDS_SKIPPED, None, run.rounds_skipped as f64);
     push(&CYCLE_ROUNDS, None, run.cycle_rounds as f64);
     push(&CYCLE_RUNS, None, run.cycle_runs as f64);
+    out
 }
 
 /// Milliseconds since the Unix epoch.
@@ -335,6 +405,44 @@ mod tests {
         let value = |s: &Sample, name: &str| s.labels.iter().find(|(n, _)| *n == name).unwrap().1.clone();
         assert!(Arc::ptr_eq(&value(first[0], "source_node"), &value(second[0], "destination_node")));
         assert!(Arc::ptr_eq(&value(first[0], "cluster"), &value(second[0], "cluster")));
+    }
+
+    #[test]
+    fn batches_split_the_measurements_and_the_last_ends_with_the_run_level_samples() {
+        let ok = |i: usize| {
+            let outcome = Outcome::Success(TestResult::Tcp(TcpResult {
+                sent_bytes_per_second: i as f64,
+                received_bytes_per_second: i as f64,
+                retransmits: None,
+                rtt_seconds: None,
+                sender_cpu_utilization_ratio: None,
+                receiver_cpu_utilization_ratio: None,
+            }));
+            Measurement { destination: format!("d{i}").into(), ..measurement(Protocol::Tcp, outcome) }
+        };
+        let measurements: Vec<Measurement> = (0..BATCH_MEASUREMENTS + 3).map(ok).collect();
+        let facts = facts();
+        let run = RunSamples::new(&measurements, &[], &facts, None);
+        let batches: Vec<Vec<Sample>> = run.batches().collect();
+        // Five samples per test: success, duration, timestamp and both rates.
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].len(), BATCH_MEASUREMENTS * 5);
+        let (tests, run_level) = batches[1].split_at(3 * 5);
+        assert!(tests.iter().all(|s| !s.metric.name.starts_with("iperf3_monitor_")));
+        assert!(!run_level.is_empty() && run_level.iter().all(|s| s.metric.name.starts_with("iperf3_monitor_")));
+        let tests = find(&batches[1], "iperf3_monitor_run_tests");
+        assert_eq!(tests[0].value, (BATCH_MEASUREMENTS + 3) as f64, "run-level samples count every batch");
+        assert_eq!(batches.concat(), build(&measurements, &[], &facts, None));
+        let received = find(&batches[1], "iperf3_received_bytes_per_second");
+        assert_eq!(received.last().unwrap().value, (BATCH_MEASUREMENTS + 2) as f64);
+    }
+
+    #[test]
+    fn a_run_without_measurements_still_has_its_run_level_samples() {
+        let facts = facts();
+        let batches: Vec<Vec<Sample>> = RunSamples::new(&[], &[], &facts, None).batches().collect();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(find(&batches[0], "iperf3_monitor_run_tests").len(), 2);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use iperf3_monitor::config::{Backoff, Cli, Command, RunConfig};
+use iperf3_monitor::config::{Backoff, Cli, Command, Protocol, RunConfig};
+use iperf3_monitor::iperf3::{TcpResult, TestResult};
+use iperf3_monitor::measure::{Measurement, Outcome};
 use iperf3_monitor::samples::{self, Sample};
 use iperf3_monitor::sinks::remote_write::{MAX_SERIES_PER_REQUEST, prompb};
 use iperf3_monitor::sinks::{Delivery, Sinks};
@@ -332,6 +334,79 @@ async fn batches_are_bounded_and_every_series_arrives_once_in_order() {
         assert!(decode(request).timeseries.iter().all(|s| s.samples.len() == 2));
     }
     assert_eq!(series.len(), 4_500);
+}
+
+/// A run's samples go out a batch of measurements at a time (never all in memory at once):
+/// every sample still arrives exactly once, and no batch is more than its own requests.
+#[tokio::test]
+async fn a_large_runs_samples_are_sent_batch_by_batch_and_all_arrive() {
+    let receiver = Receiver::start(vec![]);
+    let now = SystemTime::now();
+    let tests = 2 * samples::BATCH_MEASUREMENTS + 500;
+    let names: Vec<String> = (0..100).map(|i| format!("n{i:03}")).collect();
+    let measurements: Vec<Measurement> = (0..tests)
+        .map(|i| Measurement {
+            source: names[i / 99].as_str().into(),
+            destination: names[(i / 99 + 1 + i % 99) % 100].as_str().into(),
+            protocol: Protocol::Tcp,
+            finished_at: now,
+            duration_seconds: 1.0,
+            round: i % 99,
+            outcome: Outcome::Success(TestResult::Tcp(TcpResult {
+                sent_bytes_per_second: i as f64,
+                received_bytes_per_second: i as f64,
+                retransmits: Some(0),
+                rtt_seconds: None,
+                sender_cpu_utilization_ratio: None,
+                receiver_cpu_utilization_ratio: None,
+            })),
+        })
+        .collect();
+    let facts = samples::RunFacts {
+        started_at: now,
+        finished_at: now,
+        nodes: 100,
+        protocols: vec![Protocol::Tcp],
+        mesh_pairs_per_protocol: 9_900,
+        rounds_run: 99,
+        rounds_skipped: 0,
+        cycle_rounds: 99,
+        cycle_runs: 1,
+    };
+    let run = samples::RunSamples::new(&measurements, &[], &facts, Some("lab"));
+    let expected = samples::build(&measurements, &[], &facts, Some("lab"));
+    let sinks = Sinks::new(&config(&receiver.url("/api/v1/write"), &[])).await.unwrap();
+    let delivery = sinks.deliver(&run).await.remove(0);
+    assert!(delivery.ok(), "{delivery:?}");
+    assert_eq!(delivery.samples, expected.len());
+    // Six samples per test (success, duration, timestamp, both rates, retransmits); the last
+    // batch also carries the run-level samples.
+    let run_level = expected.len() - tests * 6;
+    let full_batch = (samples::BATCH_MEASUREMENTS * 6).div_ceil(MAX_SERIES_PER_REQUEST);
+    let last_batch = (500 * 6 + run_level).div_ceil(MAX_SERIES_PER_REQUEST);
+    assert_eq!(delivery.requests, 2 * full_batch + last_batch);
+    let mut received = BTreeMap::new();
+    for request in receiver.requests() {
+        let request = decode(&request);
+        assert!(request.timeseries.len() <= MAX_SERIES_PER_REQUEST);
+        for series in &request.timeseries {
+            let labels: Vec<(String, String)> =
+                series.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+            assert_eq!(series.samples.len(), 1, "{labels:?}");
+            assert!(received.insert(labels.clone(), series.samples[0].value).is_none(), "{labels:?} twice");
+        }
+    }
+    assert_eq!(received.len(), expected.len());
+    let value_of = |metric: &str, source: &str, destination: &str| {
+        received.iter().find_map(|(labels, value)| {
+            let has = |name: &str, value: &str| labels.iter().any(|(n, v)| n == name && v == value);
+            (has("__name__", metric) && has("source_node", source) && has("destination_node", destination))
+                .then_some(*value)
+        })
+    };
+    // The values are the measured ones: the last test of the last batch, for one.
+    let last = &measurements[tests - 1];
+    assert_eq!(value_of("iperf3_received_bytes_per_second", &last.source, &last.destination), Some((tests - 1) as f64));
 }
 
 #[tokio::test]

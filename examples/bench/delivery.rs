@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> Result<()> {
 
         let sinks = delivery_stage(&write_url).await?;
         let started = Instant::now();
-        let delivery = sinks.deliver(&timed).await.remove(0);
+        let delivery = sinks.deliver(timed.as_slice()).await.remove(0);
         let push_seconds = started.elapsed().as_secs_f64();
         if !delivery.ok() {
             bail!("pushing {count} samples: {:?}", delivery.errors);
@@ -64,7 +64,7 @@ pub async fn run(args: Args) -> Result<()> {
         let counted = crate::workload::run_samples(count, &format!("bench-{count}-counted"), SystemTime::now());
         let sinks = delivery_stage(&proxy_url).await?;
         let before = wire_bytes.load(Ordering::SeqCst);
-        let counted_delivery = sinks.deliver(&counted).await.remove(0);
+        let counted_delivery = sinks.deliver(counted.as_slice()).await.remove(0);
         if !counted_delivery.ok() {
             bail!("pushing {count} samples through the proxy: {:?}", counted_delivery.errors);
         }

@@ -93,8 +93,8 @@ async fn test(source: &Node, destination: &Node, settings: &TestSettings) -> (Me
             }
             outcome => {
                 let measurement = Measurement {
-                    source: source.name.clone(),
-                    destination: destination.name.clone(),
+                    source: source.name.as_str().into(),
+                    destination: destination.name.as_str().into(),
                     protocol: Protocol::Tcp,
                     finished_at: SystemTime::now(),
                     duration_seconds: started.elapsed().as_secs_f64(),

@@ -27,8 +27,8 @@ pub fn run_samples(count: usize, cluster: &str, now: SystemTime) -> Vec<Sample> 
         .take(measurements)
         .enumerate()
         .map(|(i, (s, d))| Measurement {
-            source: nodes[s].name.clone(),
-            destination: nodes[d].name.clone(),
+            source: nodes[s].name.as_str().into(),
+            destination: nodes[d].name.as_str().into(),
             protocol: Protocol::Tcp,
             finished_at: now,
             duration_seconds: 5.0 + (i % 100) as f64 / 1000.0,

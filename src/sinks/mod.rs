@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::RunConfig;
 use crate::error::Result;
-use crate::samples::Sample;
+use crate::samples::SampleSource;
 use http::{PushClient, Sent};
 use pushgateway::PushgatewaySink;
 use remote_write::RemoteWriteSink;
@@ -46,8 +46,8 @@ impl Sinks {
     }
 
     /// Delivers the run's samples to every sink at once, within the delivery deadline; one
-    /// report per sink.
-    pub async fn deliver(&self, samples: &[Sample]) -> Vec<Delivery> {
+    /// report per sink. Each sink builds the samples batch by batch as it sends them.
+    pub async fn deliver<S: SampleSource + ?Sized>(&self, samples: &S) -> Vec<Delivery> {
         if self.remote_write.is_none() && self.pushgateway.is_none() {
             return Vec::new();
         }
@@ -55,7 +55,8 @@ impl Sinks {
             Ok(session) => session,
             Err(error) => {
                 tracing::error!(%error, "reading the push credentials; nothing is delivered");
-                return self.undelivered(samples.len(), &format!("reading the credentials: {error}"));
+                let count = samples.batches().map(|batch| batch.len()).sum();
+                return self.undelivered(count, &format!("reading the credentials: {error}"));
             }
         };
         let remote_write = async {

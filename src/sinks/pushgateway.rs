@@ -13,7 +13,7 @@ use super::Delivery;
 use super::http::{Request, Session, redacted};
 use super::report::exposition;
 use crate::config::PushgatewayTarget;
-use crate::samples::{LabelValue, Sample};
+use crate::samples::{LabelValue, Sample, SampleSource};
 
 /// Content type of the text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -35,9 +35,11 @@ impl PushgatewaySink {
         &self.group_url
     }
 
-    /// Replaces the group with the latest sample of every series in one request.
-    pub async fn push(&self, session: &Session<'_>, samples: &[Sample]) -> Delivery {
-        let latest = latest_per_series(samples);
+    /// Replaces the group with the latest sample of every series in one request: unlike
+    /// remote-write, this needs every sample of the run in memory at once.
+    pub async fn push<S: SampleSource + ?Sized>(&self, session: &Session<'_>, samples: &S) -> Delivery {
+        let samples = samples.collect_all();
+        let latest = latest_per_series(&samples);
         if latest.len() < samples.len() {
             tracing::debug!(
                 superseded = samples.len() - latest.len(),

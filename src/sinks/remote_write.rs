@@ -9,7 +9,7 @@ use reqwest::{Method, Url};
 
 use super::Delivery;
 use super::http::{Request, Session, redacted};
-use crate::samples::Sample;
+use crate::samples::{Sample, SampleSource};
 
 /// The vendored remote-write messages (`proto/remote.proto`), compiled by prost.
 #[allow(missing_debug_implementations, clippy::all)]
@@ -110,21 +110,25 @@ impl RemoteWriteSink {
         &self.url
     }
 
-    /// Delivers every sample, request by request; a rejected request does not stop the others.
-    pub async fn push(&self, session: &Session<'_>, samples: &[Sample]) -> Delivery {
-        let mut delivery = Delivery::new("remote_write", redacted(&self.url), samples.len(), 0);
-        for request in encode(samples) {
-            delivery.requests += 1;
-            let count: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
-            let request = Request {
-                sink: delivery.sink,
-                method: Method::POST,
-                url: &self.url,
-                headers: headers(),
-                body: body(&request),
-            };
-            let sent = session.send(&request).await;
-            delivery.record(sent, count);
+    /// Delivers every sample, batch by batch and request by request, so that only one batch
+    /// and one request are in memory at a time; a rejected request does not stop the others.
+    pub async fn push<S: SampleSource + ?Sized>(&self, session: &Session<'_>, samples: &S) -> Delivery {
+        let mut delivery = Delivery::new("remote_write", redacted(&self.url), 0, 0);
+        for batch in samples.batches() {
+            delivery.samples += batch.len();
+            for request in encode(&batch) {
+                delivery.requests += 1;
+                let count: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
+                let request = Request {
+                    sink: delivery.sink,
+                    method: Method::POST,
+                    url: &self.url,
+                    headers: headers(),
+                    body: body(&request),
+                };
+                let sent = session.send(&request).await;
+                delivery.record(sent, count);
+            }
         }
         delivery
     }

@@ -157,7 +157,21 @@ mod tests {
                 measurement("n2", "a<b", Outcome::Failure(Failure::new(FailureReason::Refused, "x"))),
             ],
             deliveries: vec![],
-            samples: vec![],
+            sample_facts: crate::SampleFacts {
+                targets: vec![],
+                run: crate::samples::RunFacts {
+                    started_at: SystemTime::UNIX_EPOCH,
+                    finished_at: SystemTime::UNIX_EPOCH,
+                    nodes: 2,
+                    protocols: vec![Protocol::Tcp],
+                    mesh_pairs_per_protocol: 2,
+                    rounds_run: 1,
+                    rounds_skipped: 0,
+                    cycle_rounds: 1,
+                    cycle_runs: 1,
+                },
+                cluster: None,
+            },
         };
         let svg = heatmap(&report);
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
