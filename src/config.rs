@@ -14,8 +14,10 @@ use crate::error::{Error, Result};
 
 mod iperf3_auth;
 mod push;
-pub use iperf3_auth::{Credentials, Iperf3AuthArgs, Password, read_password_file};
+mod secret;
+pub use iperf3_auth::{Credentials, Iperf3AuthArgs, read_password_file};
 pub use push::{Auth, Backoff, ExtraHeaders, PushArgs, PushSettings, PushgatewayTarget, TlsSettings};
+pub use secret::Secret;
 
 /// Measures the network between every pair of nodes with iperf3 and pushes the results into
 /// Prometheus. One pass per invocation: discover, measure, push, exit.

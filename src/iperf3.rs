@@ -67,6 +67,9 @@ pub enum FailureReason {
     Unreachable,
     /// The server refused the client's credentials.
     Auth,
+    /// The test started but the server went away before its results were in (the server was
+    /// killed or restarted, its pod deleted, the control connection reset).
+    Interrupted,
     /// The client's output was not iperf3 JSON of a known shape.
     Parse,
     /// The client could not be started on its node.
@@ -76,12 +79,13 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 8] = [
+    pub const ALL: [FailureReason; 9] = [
         FailureReason::Refused,
         FailureReason::Timeout,
         FailureReason::Busy,
         FailureReason::Unreachable,
         FailureReason::Auth,
+        FailureReason::Interrupted,
         FailureReason::Parse,
         FailureReason::Spawn,
         FailureReason::Error,
@@ -94,6 +98,7 @@ impl FailureReason {
             FailureReason::Busy => "busy",
             FailureReason::Unreachable => "unreachable",
             FailureReason::Auth => "auth",
+            FailureReason::Interrupted => "interrupted",
             FailureReason::Parse => "parse",
             FailureReason::Spawn => "spawn",
             FailureReason::Error => "error",
@@ -122,6 +127,16 @@ impl FailureReason {
         .any(|needle| m.contains(needle))
         {
             FailureReason::Unreachable
+        } else if [
+            "control socket has closed unexpectedly",
+            "the server has terminated",
+            "unable to receive results",
+            "unable to receive control message",
+        ]
+        .iter()
+        .any(|needle| m.contains(needle))
+        {
+            FailureReason::Interrupted
         } else {
             FailureReason::Error
         }
@@ -368,7 +383,7 @@ mod tests {
     fn credentials_add_the_user_and_key_but_never_the_password() {
         let mut credentials =
             Credentials::new("mon".into(), "/etc/iperf3/public.pem".into(), "/run/secrets/password".into()).unwrap();
-        credentials.password = Some(crate::config::Password::new("hunter2"));
+        credentials.password = Some(crate::config::Secret::new("hunter2"));
         let argv = client_argv(&settings(), Protocol::Tcp, "198.18.0.2", 5201, Some(&credentials));
         assert!(argv.ends_with(&[
             "--username".into(),
@@ -443,8 +458,13 @@ mod tests {
                 "iperf3: parameter error - you must specify a username, password, and path to a valid RSA public key",
                 FailureReason::Auth,
             ),
-            ("control socket has closed unexpectedly", FailureReason::Error),
-            ("unable to receive results: Bad file descriptor", FailureReason::Error),
+            ("control socket has closed unexpectedly", FailureReason::Interrupted),
+            ("unable to receive results: Bad file descriptor", FailureReason::Interrupted),
+            ("interrupt - the server has terminated", FailureReason::Interrupted),
+            ("unable to receive control message: Connection reset by peer", FailureReason::Interrupted),
+            // Reset while connecting: the server between two tests, retried as transient.
+            ("unable to connect to server: Connection reset by peer", FailureReason::Error),
+            ("unable to read from stream socket: Resource temporarily unavailable", FailureReason::Error),
         ];
         for (message, reason) in cases {
             assert_eq!(FailureReason::from_iperf3_error(message), reason, "{message}");

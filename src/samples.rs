@@ -44,7 +44,7 @@ metrics! {
     SENDER_CPU = "iperf3_sender_cpu_utilization_ratio", "CPU utilisation of the iperf3 sender during the test (0 to 1 per core).";
     RECEIVER_CPU = "iperf3_receiver_cpu_utilization_ratio", "CPU utilisation of the iperf3 receiver during the test (0 to 1 per core).";
     TEST_SUCCESS = "iperf3_test_success", "1 if the test succeeded, 0 if it failed.";
-    TEST_FAILURE = "iperf3_test_failure", "1 for a failed test, with its reason as a label (refused, timeout, busy, unreachable, auth, parse, spawn, error).";
+    TEST_FAILURE = "iperf3_test_failure", "1 for a failed test, with its reason as a label (refused, timeout, busy, unreachable, auth, interrupted, parse, spawn, error).";
     TEST_DURATION_SECONDS = "iperf3_test_duration_seconds", "Wall time of the test, retries included, in seconds.";
     TEST_TIMESTAMP_SECONDS = "iperf3_test_timestamp_seconds", "When the test ended, in seconds since the Unix epoch.";
     LAST_RUN_TIMESTAMP_SECONDS = "iperf3_monitor_last_run_timestamp_seconds", "When the last run ended, in seconds since the Unix epoch.";

@@ -240,7 +240,7 @@ fn a_server_killed_mid_test_fails_that_test_and_later_ones_are_refused() {
     assert_eq!(run.code(), Some(1));
     assert_all_pairs_measured(&run, 3, &["tcp"]);
     assert_outcomes(&run, &prom, |src, dst| match (src, dst) {
-        ("n2", "n3") => Some(&["error"]),
+        ("n2", "n3") => Some(&["interrupted"]),
         ("n1", "n3") => Some(&["refused"]),
         _ => None,
     });

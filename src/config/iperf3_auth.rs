@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::Secret;
 use crate::error::{Error, Result};
 
 /// Longest password file read: a password is a line, not a document.
@@ -29,27 +30,6 @@ pub struct Iperf3AuthArgs {
     pub iperf3_password_file: Option<PathBuf>,
 }
 
-/// An iperf3 client's password. Debug shows nothing of it, and nothing serialises it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    pub fn new(password: impl Into<String>) -> Password {
-        Password(password.into())
-    }
-
-    /// The password itself, for the client's environment and nothing else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
-
 /// What a client needs to be let in by an authenticated server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -60,7 +40,7 @@ pub struct Credentials {
     /// started in a server pod, a path in that pod, read there by `iperf3-monitor with-password`.
     pub password_file: PathBuf,
     /// The password, once read by the job (clients it runs itself).
-    pub password: Option<Password>,
+    pub password: Option<Secret>,
 }
 
 impl Credentials {
@@ -126,7 +106,7 @@ impl Iperf3AuthArgs {
 }
 
 /// Reads a password file: one line, its trailing newline dropped.
-pub fn read_password_file(path: &Path) -> Result<Password, String> {
+pub fn read_password_file(path: &Path) -> Result<Secret, String> {
     let shown = path.display();
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
     let mut bytes = Vec::new();
@@ -144,7 +124,7 @@ pub fn read_password_file(path: &Path) -> Result<Password, String> {
     if password.contains(['\n', '\0']) {
         return Err(format!("the password file {shown} holds more than one line"));
     }
-    Ok(Password::new(password))
+    Ok(Secret::new(password))
 }
 
 #[cfg(test)]

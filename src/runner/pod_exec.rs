@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(plain, ["timeout", "-s", "KILL", "22s", "iperf3", "--client", "10.0.0.2"]);
         let mut credentials =
             crate::config::Credentials::new("mon".into(), "/k.pem".into(), "/etc/auth/password".into()).unwrap();
-        credentials.password = Some(crate::config::Password::new("hunter2"));
+        credentials.password = Some(crate::config::Secret::new("hunter2"));
         let wrapped =
             remote_command(ClientCommand { argv: &argv, credentials: Some(&credentials) }, Duration::from_secs(20));
         assert_eq!(

@@ -128,7 +128,7 @@ mod tests {
     #[tokio::test]
     async fn the_password_goes_to_the_client_in_its_environment_only() {
         let mut credentials = crate::config::Credentials::new("mon".into(), "/k.pem".into(), "/pw".into()).unwrap();
-        credentials.password = Some(crate::config::Password::new("hunter2"));
+        credentials.password = Some(crate::config::Secret::new("hunter2"));
         // `env` behind an `env` prefix: the variable passes through client_command.
         let command = argv(&["env"]);
         let out = ProcessRunner

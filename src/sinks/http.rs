@@ -14,7 +14,7 @@ use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 
-use crate::config::{Auth, Backoff, PushSettings, TlsSettings};
+use crate::config::{Auth, Backoff, PushSettings, Secret, TlsSettings};
 use crate::error::{Error, Result};
 
 pub const USER_AGENT: &str = concat!("iperf3-monitor/", env!("CARGO_PKG_VERSION"));
@@ -91,7 +91,7 @@ impl PushClient {
             self.credentials().await.map_err(|(flag, message)| format!("{flag}: {message}"))?;
         let mut secrets = secrets;
         secrets.extend(self.header_values.iter().cloned());
-        secrets.retain(|s| !s.0.is_empty());
+        secrets.retain(|s| !s.expose().is_empty());
         Ok(Session { client: self, authorization, secrets, deadline })
     }
 
@@ -101,12 +101,12 @@ impl PushClient {
             None => return Ok((None, Vec::new())),
             Some(Auth::BearerTokenFile(path)) => {
                 let token = read_secret(path).await.map_err(|e| ("--bearer-token-file", e))?;
-                (format!("Bearer {token}"), vec![Secret(token)])
+                (format!("Bearer {token}"), vec![Secret::new(token)])
             }
             Some(Auth::Basic { user, password_file }) => {
                 let password = read_secret(password_file).await.map_err(|e| ("--basic-auth-password-file", e))?;
                 let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                (format!("Basic {encoded}"), vec![Secret(password), Secret(encoded)])
+                (format!("Basic {encoded}"), vec![Secret::new(password), Secret::new(encoded)])
             }
         };
         let mut header = HeaderValue::from_str(&value).map_err(|_| {
@@ -234,23 +234,7 @@ impl Session<'_> {
 
     /// Replaces every secret in `text`: a server may echo a credential in its error body.
     fn scrub(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_string(), |text, secret| text.replace(secret.0.as_str(), "<redacted>"))
-    }
-}
-
-/// A credential or header value: `Debug` does not show it.
-#[derive(Clone, PartialEq, Eq)]
-struct Secret(String);
-
-impl Secret {
-    fn new(text: &str) -> Self {
-        Secret(text.to_string())
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
+        self.secrets.iter().fold(text.to_string(), |text, secret| text.replace(secret.expose(), "<redacted>"))
     }
 }
 

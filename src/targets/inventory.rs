@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
 use super::Node;
-use crate::config::{Credentials, Password, read_password_file};
+use crate::config::{Credentials, Secret, read_password_file};
 use crate::error::{Error, Result};
 
 /// Largest inventory read: 5,000 nodes take well under 1 MiB.
@@ -62,7 +62,7 @@ pub async fn load(path: &Path, default_port: u16, credentials: Option<&Credentia
     let text = read_text(path).await.map_err(error)?;
     let mut nodes = parse(&text, default_port, credentials).map_err(error)?;
     // Each password file once, however many nodes name it.
-    let mut passwords: HashMap<PathBuf, Password> = HashMap::new();
+    let mut passwords: HashMap<PathBuf, Secret> = HashMap::new();
     for node in &mut nodes {
         let Some(credentials) = node.credentials.as_mut().filter(|c| c.password.is_none()) else { continue };
         let password = match passwords.get(&credentials.password_file) {
@@ -282,7 +282,7 @@ mod tests {
 
     fn flags() -> Credentials {
         let mut c = Credentials::new("mon".into(), "/etc/iperf3/public.pem".into(), "/run/pw".into()).unwrap();
-        c.password = Some(Password::new("from-flags"));
+        c.password = Some(Secret::new("from-flags"));
         c
     }
 
@@ -301,7 +301,7 @@ mod tests {
         let nodes = parse(yaml, 5201, Some(&flags())).unwrap();
         assert_eq!(nodes[0].credentials, Some(flags()));
         let b = nodes[1].credentials.as_ref().unwrap();
-        assert_eq!((b.username.as_str(), b.password.as_ref().map(Password::expose)), ("other", Some("from-flags")));
+        assert_eq!((b.username.as_str(), b.password.as_ref().map(Secret::expose)), ("other", Some("from-flags")));
         let c = nodes[2].credentials.as_ref().unwrap();
         assert_eq!((c.username.as_str(), c.public_key_file.as_str()), ("mon", "/etc/c.pem"));
         assert_eq!((c.password_file.to_str(), c.password.as_ref()), (Some("/etc/c.password"), None), "read by load()");
