@@ -25,14 +25,14 @@ pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Resu
         let cells = report.cells(*protocol);
         let sources = report.sources();
         let title = format!("{protocol}: received throughput in Mbit/s (rows: source, columns: destination)");
-        matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(&(src, dst)).map(|m| &m.outcome) {
+        matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(src, dst).map(|m| &m.outcome) {
             Some(Outcome::Success(result)) => format!("{:.1}", result.received_bytes_per_second() * 8.0 / 1e6),
             Some(Outcome::Failure(failure)) => failure.reason.to_string(),
             None => "-".into(),
         })?;
         if *protocol == Protocol::Udp {
             let title = "udp: packet loss in % (rows: source, columns: destination)";
-            matrix(out, title, &sources, &report.nodes, |src, dst| match cells.get(&(src, dst)).map(|m| &m.outcome) {
+            matrix(out, title, &sources, &report.nodes, |src, dst| match cells.get(src, dst).map(|m| &m.outcome) {
                 Some(Outcome::Success(TestResult::Udp(r))) => format!("{:.2}", r.loss_ratio * 100.0),
                 Some(Outcome::Failure(failure)) => failure.reason.to_string(),
                 _ => "-".into(),

@@ -58,7 +58,7 @@ pub fn heatmap(report: &RunReport) -> String {
                 let (fill, text) = if source == column {
                     ("#ffffff".to_string(), "·".to_string())
                 } else {
-                    match cells.get(&(*source, *column)).map(|m| &m.outcome) {
+                    match cells.get(source, column).map(|m| &m.outcome) {
                         Some(Outcome::Success(result)) => {
                             let share = if fastest > 0.0 { result.received_bytes_per_second() / fastest } else { 0.0 };
                             (colour(share), format!("{:.1}", result.received_bytes_per_second() * 8.0 / 1e6))
