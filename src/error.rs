@@ -15,11 +15,12 @@ pub mod exit_code {
     /// The servers could not be discovered; nothing was run.
     pub const DISCOVERY: u8 = 4;
     /// The run stopped before its planned rounds were done (SIGTERM or SIGINT, or the budget
-    /// ran out); what it measured was delivered.
+    /// ran out); what it measured was delivered. A signal during discovery ends the run before
+    /// anything is measured.
     pub const STOPPED: u8 = 5;
 }
 
-/// Errors that stop a run before any test starts.
+/// Errors that end a run before any test starts.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid {flag}: {message}")]
@@ -30,6 +31,9 @@ pub enum Error {
 
     #[error("discovering the iperf3 servers: {message}")]
     Discovery { message: String },
+
+    #[error("stopped by a signal during {stage}; nothing was measured or delivered")]
+    Stopped { stage: &'static str },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,6 +48,7 @@ impl Error {
         match self {
             Error::Config { .. } | Error::Inventory { .. } => exit_code::CONFIG,
             Error::Discovery { .. } => exit_code::DISCOVERY,
+            Error::Stopped { .. } => exit_code::STOPPED,
         }
     }
 }

@@ -183,11 +183,16 @@ fn write_json(out: &mut impl std::io::Write, value: &impl Serialize) -> std::io:
 pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let started_at = SystemTime::now();
     let started = Instant::now();
-    // From the start, so that a SIGTERM during discovery also ends in a delivered report.
+    // From the start: a signal during discovery ends the run, one after it skips the rounds left.
     let stop = stop_on_signal();
     // First, so that bad TLS or credential files stop the run (a dry run too) before discovery.
     let sinks = Sinks::new(&config).await?;
-    let discovered = targets::discover(&config).await?;
+    // A signal during discovery ends the run at once: there is nothing measured to deliver yet,
+    // and listing a large cluster through a slow API can take longer than a pod's grace period.
+    let discovered = tokio::select! {
+        discovered = targets::discover(&config) => discovered?,
+        () = signalled(stop.clone()) => return Err(Error::Stopped { stage: "discovery" }),
+    };
     let kubernetes = discovered.kubernetes;
     let (nodes, topology) = arrange(discovered.nodes, &config)?;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
@@ -297,6 +302,13 @@ fn arrange(mut nodes: Vec<Node>, config: &RunConfig) -> Result<(Vec<Node>, Topol
 
 /// A flag that turns true on SIGTERM or SIGINT, so a run killed by its deadline still delivers
 /// what it measured.
+/// Resolves when the run is told to stop; never, if signals cannot be listened for.
+async fn signalled(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 fn stop_on_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {

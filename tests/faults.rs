@@ -517,6 +517,36 @@ fn the_api_server_failing_or_slow_during_discovery() {
     assert!(stderr.contains("did not answer within 3s"), "{stderr}");
     eprintln!("persistent 503 with --api-timeout 3: exit 4 after {:.2}s", elapsed.as_secs_f64());
     assert!(elapsed < Duration::from_secs(3 + 5), "{elapsed:?}");
+
+    // SIGTERM while the list hangs: the run ends at once with exit 5 rather than waiting for
+    // --api-timeout (a pod's grace period is shorter than a slow list of a large cluster).
+    server.delay_requests("/pods", Duration::from_secs(20), 1);
+    let before = server.arrived().len();
+    let started = Instant::now();
+    let child = std::process::Command::new(common::binary())
+        .args(["run", "--protocols", "tcp", "--remote-write-url", &url, "--api-timeout", "30"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info")
+        .env_remove("NODE_NAME")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The signal goes once the list has reached the server (and hangs there).
+    while !server.arrived()[before..].iter().any(|target| target.contains("/pods")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the list never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let signalled = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("stopped by a signal during discovery"), "{stderr}");
+    eprintln!("SIGTERM during a hanging list: exit 5 after {:.2}s", signalled.elapsed().as_secs_f64());
+    assert!(signalled.elapsed() < Duration::from_secs(5), "{:?}", signalled.elapsed());
     assert!(prom.query("{__name__=~\"iperf3_.*\"}").is_empty(), "nothing may be pushed");
 }
 

@@ -197,7 +197,11 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Bod
         .collect();
     let target = if raw_query.is_empty() { path.clone() } else { format!("{path}?{raw_query}") };
 
-    let delay = take_scripted(&mut shared.lock().delays, &target);
+    let delay = {
+        let mut state = shared.lock();
+        state.arrived.push(target.clone());
+        take_scripted(&mut state.delays, &target)
+    };
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }

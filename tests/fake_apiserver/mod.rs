@@ -323,6 +323,8 @@ struct State {
     denials: Vec<Denial>,
     failures: Vec<(Scripted, u16)>,
     delays: Vec<(Scripted, Duration)>,
+    /// Path and query of every request as it arrived, before any scripted delay.
+    arrived: Vec<String>,
     requests: Vec<RecordedRequest>,
     execs: Vec<ExecRecord>,
 }
@@ -361,6 +363,7 @@ impl FakeApiServer {
                 denials: Vec::new(),
                 failures: Vec::new(),
                 delays: Vec::new(),
+                arrived: Vec::new(),
                 requests: Vec::new(),
                 execs: Vec::new(),
             }),
@@ -415,6 +418,11 @@ impl FakeApiServer {
         );
         std::fs::write(&path, text).expect("writing the kubeconfig");
         path
+    }
+
+    /// Path and query of every request so far, in the order they arrived: answered or not.
+    pub fn arrived(&self) -> Vec<String> {
+        self.shared.lock().arrived.clone()
     }
 
     /// Every request so far, in the order they were answered.
