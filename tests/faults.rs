@@ -500,13 +500,23 @@ fn the_api_server_failing_or_slow_during_discovery() {
     assert_eq!(output.status.code(), Some(0));
     assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
 
-    // 500 is not retried: the run ends at once with exit 4, naming the answer, and pushes nothing.
+    // A 500 is asked for again (1 s later): the list succeeds on the second answer.
+    let before = listed(&server).len();
     server.fail_requests("/pods", 500, 1);
+    let (output, elapsed) = run_k8s(&kubeconfig, &dry);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(listed(&server)[before..], [500, 200]);
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+
+    // 500 for good: two retries (1 s, 2 s), then exit 4 naming the answer, and nothing pushed.
+    let before = listed(&server).len();
+    server.fail_requests("/pods", 500, 3);
     let (output, elapsed) = run_k8s(&kubeconfig, &["--protocols", "tcp", "--remote-write-url", &url]);
     assert_eq!(output.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the Kubernetes API answered 500"), "{stderr}");
-    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_eq!(listed(&server)[before..], [500, 500, 500]);
+    assert!(elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(13), "{elapsed:?}");
 
     // 503 for good: the client's own retries are cut by --api-timeout.
     server.fail_requests("/pods", 503, 10_000);

@@ -79,8 +79,14 @@ enum ListError {
     Timeout(Duration),
 }
 
+/// Times a page answered 500 Internal Error is asked for again (the Kubernetes client retries
+/// 429, 503 and 504 itself); a 500 is often an etcd request that timed out.
+const INTERNAL_ERROR_RETRIES: u32 = 2;
+/// Wait before the first retry after a 500; doubles each time.
+const INTERNAL_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Lists every object, page by page (`limit` + `continue`). An expired continue token (410)
-/// restarts the list once, as client-go does.
+/// restarts the list once, as client-go does; a page answered 500 is asked for again.
 async fn list_all<K>(api: &Api<K>, params: &ListParams, page_size: u32, timeout: Duration) -> Result<Vec<K>, ListError>
 where
     K: Clone + DeserializeOwned + Debug,
@@ -88,6 +94,7 @@ where
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     let mut restarted = false;
+    let mut retries = 0;
     loop {
         let mut page_params = params.clone().limit(page_size);
         if let Some(token) = &token {
@@ -100,6 +107,19 @@ where
                 items.clear();
                 token = None;
                 restarted = true;
+                continue;
+            }
+            Ok(Err(kube::Error::Api(status))) if status.code == 500 && retries < INTERNAL_ERROR_RETRIES => {
+                let delay = INTERNAL_ERROR_BACKOFF * 2u32.pow(retries);
+                retries += 1;
+                tracing::warn!(
+                    message = %status.message,
+                    retry = retries,
+                    of = INTERNAL_ERROR_RETRIES,
+                    delay_seconds = delay.as_secs_f64(),
+                    "the Kubernetes API answered 500; asking again"
+                );
+                tokio::time::sleep(delay).await;
                 continue;
             }
             Ok(result) => result.map_err(ListError::Api)?,
