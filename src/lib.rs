@@ -300,8 +300,6 @@ fn arrange(mut nodes: Vec<Node>, config: &RunConfig) -> Result<(Vec<Node>, Topol
     }
 }
 
-/// A flag that turns true on SIGTERM or SIGINT, so a run killed by its deadline still delivers
-/// what it measured.
 /// Resolves when the run is told to stop; never, if signals cannot be listened for.
 async fn signalled(mut stop: watch::Receiver<bool>) {
     if stop.wait_for(|stop| *stop).await.is_err() {
@@ -309,6 +307,8 @@ async fn signalled(mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// A flag that turns true on SIGTERM or SIGINT, so a run killed by its deadline still delivers
+/// what it measured.
 fn stop_on_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
