@@ -337,7 +337,7 @@ async fn batches_are_bounded_and_every_series_arrives_once_in_order() {
 }
 
 /// A run's samples go out a batch of measurements at a time (never all in memory at once):
-/// every sample still arrives exactly once, and no batch is more than its own requests.
+/// every sample still arrives exactly once, each batch in requests of its own.
 #[tokio::test]
 async fn a_large_runs_samples_are_sent_batch_by_batch_and_all_arrive() {
     let receiver = Receiver::start(vec![]);
