@@ -40,8 +40,8 @@ fn schedule(c: &mut Criterion) {
                 Topology::Mesh { nodes: black_box(NODES), pairing: Pairing::Duplex },
                 vec![Protocol::Tcp, Protocol::Udp],
             );
-            let estimate = schedule.round_estimate(Duration::from_secs(5), NODES);
-            Plan::new(&schedule, Some(Duration::from_secs(270)), estimate, black_box(5_912_345)).unwrap()
+            Plan::new(&schedule, Some(Duration::from_secs(270)), Duration::from_secs(5), NODES, black_box(5_912_345))
+                .unwrap()
         })
     });
     group.finish();

@@ -161,7 +161,7 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub concurrency: u64,
 
-    /// Time budget of one run in seconds; rounds that do not fit are measured by the next runs [default: no limit].
+    /// Time budget of one run in seconds; rounds that do not fit are measured by the next runs, and a round longer than the budget is split into parts, one per run [default: no limit].
     #[arg(long, env = "IPERF3_MONITOR_BUDGET", value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub budget: Option<u64>,

@@ -197,9 +197,9 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let (nodes, topology) = arrange(discovered.nodes, &config)?;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let schedule = Schedule::new(topology, config.protocols.clone());
-    let round_estimate = schedule.round_estimate(config.test.duration, config.concurrency);
     let unix_now = started_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let plan = Plan::new(&schedule, config.budget, round_estimate, schedule::run_index(unix_now, config.interval))
+    let run_index = schedule::run_index(unix_now, config.interval);
+    let plan = Plan::new(&schedule, config.budget, config.test.duration, config.concurrency, run_index)
         .map_err(|e| Error::config("--budget", e.to_string()))?;
     tracing::info!(
         nodes = nodes.len(),
@@ -210,6 +210,17 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         estimate_seconds = plan.estimate().as_secs_f64(),
         "planned the run"
     );
+    if plan.round_parts > 1 {
+        tracing::warn!(
+            part = plan.part + 1,
+            round_parts = plan.round_parts,
+            cycle_runs = plan.cycle_runs,
+            "one round of {} tests at --concurrency {} is longer than --budget: each run measures one part of a \
+             round; raise --concurrency to measure whole rounds and cover the mesh in fewer runs",
+            schedule.tests_per_round(),
+            config.concurrency
+        );
+    }
     if schedule.total_rounds() == 0 {
         tracing::warn!("fewer than two nodes: there is no pair to measure");
     }

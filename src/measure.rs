@@ -117,7 +117,7 @@ impl<R: ClientRunner> Measure<'_, R> {
         // Room for every planned test up front: growing by doubling would hold up to twice that.
         // Pages are only used as tests finish; the cap bounds what a run without --budget over a
         // huge mesh (millions of planned tests) reserves.
-        let planned = plan.rounds.saturating_mul(schedule.tests_per_round());
+        let planned = plan.tests(schedule);
         let mut measured = Measured {
             measurements: Vec::with_capacity(planned.min(MAX_RESERVED_MEASUREMENTS)),
             ..Measured::default()
@@ -382,7 +382,7 @@ mod tests {
         let settings = settings();
         let schedule =
             Schedule::new(Topology::Mesh { nodes: n, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
-        let plan = Plan::new(&schedule, None, Duration::from_secs(2), 0).unwrap();
+        let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (_tx, stop) = watch::channel(false);
         let measure = Measure { runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
         measure.run(&schedule, &plan, stop).await
@@ -490,7 +490,7 @@ mod tests {
         let settings = settings();
         let schedule =
             Schedule::new(Topology::Mesh { nodes: 4, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
-        let plan = Plan::new(&schedule, None, Duration::from_secs(2), 0).unwrap();
+        let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (tx, stop) = watch::channel(false);
         tx.send(true).unwrap();
         let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
@@ -507,7 +507,7 @@ mod tests {
         let settings = TestSettings { timeout: Duration::from_secs(3600), ..settings() };
         let schedule =
             Schedule::new(Topology::Mesh { nodes: 4, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
-        let plan = Plan::new(&schedule, None, Duration::from_secs(2), 0).unwrap();
+        let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (tx, stop) = watch::channel(false);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(10)).await;
@@ -533,7 +533,7 @@ mod tests {
         let settings = settings();
         let schedule =
             Schedule::new(Topology::Mesh { nodes: 4, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
-        let plan = Plan::new(&schedule, Some(Duration::from_secs(6)), Duration::from_secs(2), 0).unwrap();
+        let plan = Plan::new(&schedule, Some(Duration::from_secs(6)), Duration::from_secs(1), 64, 0).unwrap();
         assert_eq!(plan.rounds, 3);
         let (_tx, stop) = watch::channel(false);
         let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(6));
@@ -543,6 +543,28 @@ mod tests {
         assert_eq!((measured.rounds_run, measured.rounds_skipped), (2, 1));
         assert_eq!(measured.stopped, Some(StopReason::Budget));
         assert_eq!(measured.measurements.len(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_of_a_split_round_measures_only_its_part() {
+        let runner = FakeRunner::default();
+        let nodes = nodes(10);
+        let settings = settings();
+        let schedule =
+            Schedule::new(Topology::Mesh { nodes: 10, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
+        // 10 tests, 2 at once: 5 waves of 2s; 4s hold 2 waves: parts of 4, 4 and 2 tests.
+        let plan = Plan::new(&schedule, Some(Duration::from_secs(4)), Duration::from_secs(1), 2, 2).unwrap();
+        assert_eq!((plan.round_parts, plan.part, plan.rounds), (3, 2, 1));
+        let (_tx, stop) = watch::channel(false);
+        let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(4));
+        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 2, deadline };
+        let measured = measure.run(&schedule, &plan, stop).await;
+        assert_eq!((measured.rounds_run, measured.rounds_skipped, measured.stopped), (1, 0, None));
+        let mut sources: Vec<&str> = measured.measurements.iter().map(|m| &*m.source).collect();
+        sources.sort_unstable();
+        // Round 1 pairs node i with i+1; its third part is the last two tests.
+        assert_eq!(sources, ["n8", "n9"]);
+        assert!(measured.measurements.iter().all(|m| m.round == 0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -58,6 +58,9 @@ pub struct Round {
     topology: Topology,
     /// 1-based offset of this round within its protocol.
     offset: usize,
+    /// The part of the round's tests to run (skip, take): all of them unless the plan splits
+    /// rounds into parts.
+    part: (usize, usize),
 }
 
 impl Schedule {
@@ -125,6 +128,7 @@ impl Schedule {
             protocol: self.protocols[index / per_protocol],
             topology: self.topology,
             offset: index % per_protocol + 1,
+            part: (0, usize::MAX),
         })
     }
 
@@ -136,8 +140,13 @@ impl Schedule {
 }
 
 impl Round {
-    /// The tests of this round, generated lazily.
+    /// The tests of this round (of its part, if the plan split it), generated lazily.
     pub fn pairs(&self) -> Box<dyn Iterator<Item = Pair> + '_> {
+        let (skip, take) = self.part;
+        Box::new(self.all_pairs().skip(skip).take(take))
+    }
+
+    fn all_pairs(&self) -> Box<dyn Iterator<Item = Pair> + '_> {
         let offset = self.offset;
         match self.topology {
             Topology::Star { nodes } => Box::new(std::iter::once(Pair { source: 0, destination: offset % nodes })),
@@ -183,47 +192,67 @@ pub struct Plan {
     pub cycle_rounds: usize,
     /// Consecutive runs needed to measure every pair once.
     pub cycle_runs: usize,
-    /// Estimated wall time of one round.
+    /// Parts every round is split into when one round is longer than the budget (at the
+    /// configured concurrency), one part per run; 1 when whole rounds fit.
+    pub round_parts: usize,
+    /// Which part of its round this run measures (0-based; always 0 for whole rounds).
+    pub part: usize,
+    /// Estimated wall time of one round (of one part, when rounds are split).
     #[serde(rename = "round_estimate_seconds", serialize_with = "as_seconds")]
     pub round_estimate: Duration,
+    /// Tests in each part of a split round (`usize::MAX` for whole rounds).
+    #[serde(skip)]
+    pub part_tests: usize,
 }
 
 /// Why a plan cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "a budget of {budget_seconds}s is shorter than one round (about {round_seconds}s): raise --budget, lower --duration or raise --concurrency"
+        "a budget of {budget_seconds}s is shorter than one test (about {test_seconds}s): raise --budget or lower --duration"
     )]
-    BudgetBelowOneRound { budget_seconds: u64, round_seconds: u64 },
+    BudgetBelowOneTest { budget_seconds: u64, test_seconds: u64 },
 }
 
 impl Plan {
     /// Plans the run with index `run_index` (consecutive runs have consecutive indexes): as many
     /// whole rounds as fit in `budget`, continuing where the previous run stopped, so that
-    /// `cycle_runs` consecutive runs cover every pair.
+    /// `cycle_runs` consecutive runs cover every pair. At most `concurrency` tests run at once,
+    /// so a round takes waves of `test_duration` plus [`TEST_OVERHEAD`] each. When even one
+    /// round is longer than the budget (a large mesh at a low concurrency), every round is split
+    /// into parts of whole waves that fit, and each run measures one part: the tests of a part
+    /// are a subset of a round, so they still never share a node's direction.
     pub fn new(
         schedule: &Schedule,
         budget: Option<Duration>,
-        round_estimate: Duration,
+        test_duration: Duration,
+        concurrency: usize,
         run_index: u64,
     ) -> Result<Plan, PlanError> {
         let cycle_rounds = schedule.total_rounds();
+        let round_estimate = schedule.round_estimate(test_duration, concurrency);
+        let whole = |first_round, rounds, cycle_runs| Plan {
+            first_round,
+            rounds,
+            cycle_rounds,
+            cycle_runs,
+            round_parts: 1,
+            part: 0,
+            round_estimate,
+            part_tests: usize::MAX,
+        };
         let fit = match budget {
             None => cycle_rounds,
-            Some(budget) => {
-                let fit = (budget.as_secs_f64() / round_estimate.as_secs_f64().max(1e-3)).floor() as usize;
-                if fit == 0 && cycle_rounds > 0 {
-                    return Err(PlanError::BudgetBelowOneRound {
-                        budget_seconds: budget.as_secs(),
-                        round_seconds: round_estimate.as_secs_f64().ceil() as u64,
-                    });
-                }
-                fit.min(cycle_rounds)
-            }
+            Some(budget) => (budget.as_secs_f64() / round_estimate.as_secs_f64().max(1e-3)).floor() as usize,
         };
-        if fit == 0 {
-            return Ok(Plan { first_round: 0, rounds: 0, cycle_rounds, cycle_runs: 1, round_estimate });
+        if cycle_rounds == 0 {
+            return Ok(whole(0, 0, 1));
         }
+        if fit == 0 {
+            let budget = budget.unwrap_or_default();
+            return Plan::parts(schedule, budget, test_duration, concurrency, run_index);
+        }
+        let fit = fit.min(cycle_rounds);
         let cycle_runs = cycle_rounds.div_ceil(fit);
         let first_round = if fit == cycle_rounds {
             0
@@ -231,13 +260,59 @@ impl Plan {
             // Run k measures rounds [k·fit, (k+1)·fit) modulo the cycle.
             ((u128::from(run_index) * fit as u128) % cycle_rounds as u128) as usize
         };
-        Ok(Plan { first_round, rounds: fit, cycle_rounds, cycle_runs, round_estimate })
+        Ok(whole(first_round, fit, cycle_runs))
     }
 
-    /// The rounds of this run, in order.
+    /// One part of one round per run, when a whole round is longer than `budget`.
+    fn parts(
+        schedule: &Schedule,
+        budget: Duration,
+        test_duration: Duration,
+        concurrency: usize,
+        run_index: u64,
+    ) -> Result<Plan, PlanError> {
+        let wave = test_duration + TEST_OVERHEAD;
+        let waves_fit = (budget.as_secs_f64() / wave.as_secs_f64()).floor() as usize;
+        if waves_fit == 0 {
+            return Err(PlanError::BudgetBelowOneTest {
+                budget_seconds: budget.as_secs(),
+                test_seconds: wave.as_secs_f64().ceil() as u64,
+            });
+        }
+        let concurrency = concurrency.max(1);
+        let waves = schedule.tests_per_round().div_ceil(concurrency);
+        // Parts as even as whole waves allow, none of them empty.
+        let part_waves = waves.div_ceil(waves.div_ceil(waves_fit));
+        let round_parts = waves.div_ceil(part_waves);
+        let cycle_rounds = schedule.total_rounds();
+        let cycle_runs = cycle_rounds * round_parts;
+        let unit = (u128::from(run_index) % cycle_runs as u128) as usize;
+        Ok(Plan {
+            first_round: unit / round_parts,
+            rounds: 1,
+            cycle_rounds,
+            cycle_runs,
+            round_parts,
+            part: unit % round_parts,
+            round_estimate: wave * u32::try_from(part_waves).unwrap_or(u32::MAX),
+            part_tests: part_waves * concurrency,
+        })
+    }
+
+    /// The rounds of this run, in order (one part of one round, when rounds are split).
     pub fn rounds<'a>(&self, schedule: &'a Schedule) -> impl Iterator<Item = Round> + 'a {
         let first = self.first_round;
-        (0..self.rounds).filter_map(move |i| schedule.round(first + i))
+        let part = (self.part * self.part_tests, self.part_tests);
+        let split = self.round_parts > 1;
+        (0..self.rounds).filter_map(move |i| schedule.round(first + i)).map(move |round| match split {
+            true => Round { part, ..round },
+            false => round,
+        })
+    }
+
+    /// Tests this run plans.
+    pub fn tests(&self, schedule: &Schedule) -> usize {
+        self.rounds.saturating_mul(schedule.tests_per_round().min(self.part_tests))
     }
 
     /// Estimated wall time of the whole run.
@@ -259,7 +334,7 @@ fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Erro
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     use super::*;
 
@@ -351,7 +426,7 @@ mod tests {
     #[test]
     fn without_budget_one_run_is_the_whole_cycle() {
         let schedule = Schedule::new(mesh(50), BOTH.to_vec());
-        let plan = Plan::new(&schedule, None, Duration::from_secs(6), 12345).unwrap();
+        let plan = Plan::new(&schedule, None, Duration::from_secs(5), 1000, 12345).unwrap();
         assert_eq!((plan.first_round, plan.rounds, plan.cycle_rounds, plan.cycle_runs), (0, 98, 98, 1));
     }
 
@@ -360,12 +435,14 @@ mod tests {
         for n in [2, 3, 7, 20, 101] {
             let schedule = Schedule::new(mesh(n), BOTH.to_vec());
             for budget in [6u64, 13, 60, 600] {
-                let plan = Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(6), 0).unwrap();
+                let plan =
+                    Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(5), 1000, 0).unwrap();
                 let mut covered = HashSet::new();
                 let start = 987_654;
                 for run in start..start + plan.cycle_runs as u64 {
                     let plan =
-                        Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(6), run).unwrap();
+                        Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(5), 1000, run)
+                            .unwrap();
                     assert!(plan.estimate() <= Duration::from_secs(budget));
                     for round in plan.rounds(&schedule) {
                         covered.insert(round.index);
@@ -379,10 +456,55 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_below_one_round_is_an_error() {
+    fn a_budget_below_one_test_is_an_error() {
         let schedule = Schedule::new(mesh(4), vec![Protocol::Tcp]);
-        let err = Plan::new(&schedule, Some(Duration::from_secs(3)), Duration::from_secs(6), 0).unwrap_err();
-        assert!(err.to_string().contains("--budget"));
+        let err = Plan::new(&schedule, Some(Duration::from_secs(5)), Duration::from_secs(5), 64, 0).unwrap_err();
+        assert!(err.to_string().contains("--budget"), "{err}");
+        assert!(err.to_string().contains("one test"), "{err}");
+    }
+
+    #[test]
+    fn rounds_longer_than_the_budget_are_split_into_parts_that_cover_the_cycle() {
+        // (nodes, pairing, concurrency, budget): rounds of 2 to 79 waves of 6 s, budgets of 1 to
+        // 45 waves; parts never share a node's direction since each is a subset of a round.
+        let cases = [
+            (7, Pairing::Duplex, 2, 12),
+            (10, Pairing::Duplex, 3, 6),
+            (11, Pairing::Exclusive, 2, 7),
+            (64, Pairing::Duplex, 8, 30),
+            (5000, Pairing::Duplex, 64, 270),
+        ];
+        for (n, pairing, concurrency, budget) in cases {
+            let schedule = Schedule::new(Topology::Mesh { nodes: n, pairing }, vec![Protocol::Tcp]);
+            let budget = Duration::from_secs(budget);
+            let plan_of = |run| Plan::new(&schedule, Some(budget), Duration::from_secs(5), concurrency, run).unwrap();
+            let first = plan_of(0);
+            let waves = schedule.tests_per_round().div_ceil(concurrency);
+            assert!(first.round_parts > 1, "n={n}: {first:?}");
+            // As few parts as fit: one part fewer would not fit in the budget.
+            let wave_seconds = 6;
+            assert!(waves.div_ceil(first.round_parts - 1) * wave_seconds > budget.as_secs() as usize, "n={n}");
+            assert_eq!(first.cycle_runs, schedule.total_rounds() * first.round_parts);
+            if n > 100 {
+                // A 5,000-node round at 64 tests at once: 79 waves in two parts of 40 and 39.
+                assert_eq!((first.round_parts, first.round_estimate), (2, Duration::from_secs(240)));
+                continue;
+            }
+            let mut seen: HashMap<Pair, usize> = HashMap::new();
+            for run in 1_000..1_000 + first.cycle_runs as u64 {
+                let plan = plan_of(run);
+                assert!(plan.estimate() <= budget, "n={n} run={run}: {plan:?}");
+                let rounds: Vec<Round> = plan.rounds(&schedule).collect();
+                assert_eq!(rounds.len(), 1);
+                let pairs: Vec<Pair> = rounds[0].pairs().collect();
+                assert!(!pairs.is_empty() && pairs.len() <= plan.part_tests, "n={n} run={run}");
+                for pair in pairs {
+                    *seen.entry(pair).or_default() += 1;
+                }
+            }
+            assert_eq!(seen.len(), schedule.pairs_per_protocol(), "n={n}: every pair in one cycle");
+            assert!(seen.values().all(|&count| count == 1), "n={n}: no pair twice");
+        }
     }
 
     #[test]

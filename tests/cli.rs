@@ -114,6 +114,27 @@ fn dry_run_shows_the_rotation_when_the_budget_is_short() {
 }
 
 #[test]
+fn dry_run_splits_rounds_longer_than_the_budget_into_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = inventory(dir.path(), 50);
+    // 50 tests a round, 4 at once: 13 waves of about 6s; 30s hold 5 waves, so each round is
+    // split into 3 parts of at most 5 waves (20 tests), one part per run.
+    let args = ["run", "--inventory", &path, "--dry-run", "--concurrency", "4", "--budget", "30"];
+    let output = monitor(&[&args[..], &["--output", "json"]].concat(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["plan"]["rounds"], 1);
+    assert_eq!(plan["plan"]["round_parts"], 3);
+    assert_eq!(plan["plan"]["round_estimate_seconds"], 30.0);
+    assert_eq!(plan["plan"]["cycle_runs"], 98 * 3);
+    assert!(stderr(&output).contains("raise --concurrency"), "{}", stderr(&output));
+    let output = monitor(&args, &[]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("rounds are split into 3 parts, one per run"), "{text}");
+    assert!(text.contains("every pair is measured once every 294 run(s)"), "{text}");
+}
+
+#[test]
 fn configuration_errors_name_the_offender_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let good = inventory(dir.path(), 3);

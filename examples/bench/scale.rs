@@ -66,8 +66,8 @@ pub fn plan(args: PlanArgs) -> Result<()> {
     let started = Instant::now();
     let schedule = Schedule::new(Topology::Mesh { nodes: args.nodes, pairing: Pairing::Duplex }, args.protocols);
     let concurrency = args.concurrency.unwrap_or(args.nodes);
-    let estimate = schedule.round_estimate(Duration::from_secs(args.duration), concurrency);
-    let plan = Plan::new(&schedule, Some(Duration::from_secs(args.budget)), estimate, 12_345)?;
+    let duration = Duration::from_secs(args.duration);
+    let plan = Plan::new(&schedule, Some(Duration::from_secs(args.budget)), duration, concurrency, 12_345)?;
     let schedule_and_plan_seconds = started.elapsed().as_secs_f64();
 
     let mut checksum = 0u64;
@@ -136,7 +136,7 @@ pub fn coverage(args: CoverageArgs) -> Result<()> {
     let schedule = Schedule::new(Topology::Mesh { nodes: n, pairing: Pairing::Duplex }, args.protocols.clone());
     let concurrency = args.concurrency.unwrap_or(n);
     let interval = Duration::from_secs(args.interval);
-    let estimate = schedule.round_estimate(Duration::from_secs(args.duration), concurrency);
+    let duration = Duration::from_secs(args.duration);
     let budget = Some(Duration::from_secs(args.budget));
     let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let first_run = run_index(unix_now, interval);
@@ -146,12 +146,12 @@ pub fn coverage(args: CoverageArgs) -> Result<()> {
     let mut covered = 0u64;
     let wanted = (n * (n - 1) * protocols) as u64;
     let mut runs = 0u64;
-    let mut plan = Plan::new(&schedule, budget, estimate, first_run)?;
+    let mut plan = Plan::new(&schedule, budget, duration, concurrency, first_run)?;
     while covered < wanted {
         if runs > 10 * plan.cycle_runs as u64 {
             bail!("{n} nodes: {covered} of {wanted} pairs after {runs} runs; the rotation does not cover the mesh");
         }
-        plan = Plan::new(&schedule, budget, estimate, first_run + runs)?;
+        plan = Plan::new(&schedule, budget, duration, concurrency, first_run + runs)?;
         for round in plan.rounds(&schedule) {
             let protocol = args.protocols.iter().position(|p| *p == round.protocol).unwrap_or(0);
             for pair in round.pairs() {

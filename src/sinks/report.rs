@@ -193,6 +193,16 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         plan.estimate().as_secs_f64(),
         dry.budget_seconds.map_or(String::new(), |b| format!(" (budget {b}s)")),
     );
+    if plan.round_parts > 1 {
+        let _ = writeln!(
+            out,
+            "one round is longer than the budget at this concurrency: rounds are split into {} parts, one per run; \
+             this run measures part {} of round {} (raise --concurrency to measure whole rounds)",
+            plan.round_parts,
+            plan.part + 1,
+            plan.first_round + 1,
+        );
+    }
     let _ = writeln!(
         out,
         "coverage: every pair is measured once every {} run(s), i.e. every {:.0}s at an interval of {}s",
@@ -210,7 +220,7 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
             .take(LISTED_PAIRS)
             .map(|p| format!("{}→{}", node_names[p.source], node_names[p.destination]))
             .collect();
-        let more = schedule.tests_per_round().saturating_sub(LISTED_PAIRS);
+        let more = plan.tests(schedule).saturating_sub(LISTED_PAIRS);
         let _ = writeln!(
             out,
             "round {} ({}): {}{}",
