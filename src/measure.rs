@@ -129,7 +129,10 @@ impl<R: ClientRunner> Measure<'_, R> {
                 measured.stop(StopReason::Signal, rounds_left);
                 break;
             }
+            // The first round always starts: the plan fits the budget, and what discovery took
+            // before it (bounded by --api-timeout) would otherwise skip a round that fits exactly.
             if let Some(deadline) = self.deadline
+                && i > 0
                 && tokio::time::Instant::now() + plan.round_estimate > deadline
             {
                 tracing::warn!(
@@ -565,6 +568,26 @@ mod tests {
         // Round 1 pairs node i with i+1; its third part is the last two tests.
         assert_eq!(sources, ["n8", "n9"]);
         assert!(measured.measurements.iter().all(|m| m.round == 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_that_fills_the_budget_exactly_still_runs_after_discovery() {
+        let runner = FakeRunner::default();
+        let nodes = nodes(3);
+        let settings = settings();
+        let schedule =
+            Schedule::new(Topology::Mesh { nodes: 3, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
+        // One round of 2s in a 2s budget, the second round for the next run.
+        let plan = Plan::new(&schedule, Some(Duration::from_secs(2)), Duration::from_secs(1), 64, 0).unwrap();
+        assert_eq!((plan.rounds, plan.cycle_runs), (1, 2));
+        let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+        // Discovery took a moment of the budget.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        let (_tx, stop) = watch::channel(false);
+        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 64, deadline };
+        let measured = measure.run(&schedule, &plan, stop).await;
+        assert_eq!((measured.rounds_run, measured.rounds_skipped, measured.stopped), (1, 0, None));
+        assert_eq!(measured.measurements.len(), 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -355,3 +355,43 @@ fn undelivered_results_exit_3_and_are_still_printed() {
     assert!(stderr.contains("gave up after 2 retries"), "{stderr}");
     assert_eq!(stderr.matches("retrying").count(), 2, "{stderr}");
 }
+
+/// A round longer than the budget: 3 tests one at a time take about 6 s, the budget holds one,
+/// so each run measures one part (one test) of one round, and 6 consecutive runs cover the mesh.
+#[test]
+fn a_round_longer_than_the_budget_is_measured_one_part_per_run() {
+    let _lock = lab_lock();
+    let lab = Lab::up("e2epart", 26, &[50, 50, 50], &[]);
+    let prom = Prometheus::start();
+    let output = run_monitor(
+        &[],
+        &[
+            "--inventory",
+            lab.inventory.to_str().unwrap(),
+            "--protocols",
+            "tcp",
+            "--duration",
+            "1",
+            "--concurrency",
+            "1",
+            "--budget",
+            "2",
+            "--output",
+            "json",
+            "--remote-write-url",
+            &prom.remote_write_url(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "the planned part was measured whole");
+    let report = report(&output);
+    assert_eq!((report["plan"]["round_parts"].as_u64(), report["plan"]["cycle_runs"].as_u64()), (Some(3), Some(6)));
+    let measurements = report["measurements"].as_array().unwrap();
+    assert_eq!(measurements.len(), 1, "{report}");
+    assert!(measurements[0]["outcome"]["success"].is_object(), "{report}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("raise --concurrency"), "{stderr}");
+    // Prometheus holds that one pair, and the run-level series say how the cycle is covered.
+    assert_eq!(prom.query("iperf3_received_bytes_per_second").len(), 1);
+    assert_eq!(common::value_of(&prom.query("iperf3_monitor_cycle_runs")[0]), 6.0);
+    assert_eq!(common::value_of(&prom.query("iperf3_monitor_run_pairs_covered")[0]), 1.0);
+}
