@@ -391,6 +391,28 @@ mod tests {
         measure.run(&schedule, &plan, stop).await
     }
 
+    /// A TCP mesh of `n` nodes, 1-s tests (2-s waves), `concurrency` at once, planned as run
+    /// `run` within `budget`, measured once `discovery` of the budget has passed.
+    async fn measure_budgeted(
+        runner: &FakeRunner,
+        n: usize,
+        concurrency: usize,
+        budget: Duration,
+        run: u64,
+        discovery: Duration,
+    ) -> (Plan, Measured) {
+        let nodes = nodes(n);
+        let settings = settings();
+        let schedule =
+            Schedule::new(Topology::Mesh { nodes: n, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
+        let plan = Plan::new(&schedule, Some(budget), Duration::from_secs(1), concurrency, run).unwrap();
+        let deadline = Some(tokio::time::Instant::now() + budget);
+        tokio::time::advance(discovery).await;
+        let (_tx, stop) = watch::channel(false);
+        let measure = Measure { runner, nodes: &nodes, settings: &settings, concurrency, deadline };
+        (plan, measure.run(&schedule, &plan, stop).await)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn every_pair_runs_on_its_source_node() {
         let runner = FakeRunner::default();
@@ -532,16 +554,8 @@ mod tests {
         let mut runner = FakeRunner::default();
         // Every test towards n1 hangs until --test-timeout (3s), so round 1 takes 3s, not 2s.
         runner.answers.insert("a1".into(), vec![Err("hang")]);
-        let nodes = nodes(4);
-        let settings = settings();
-        let schedule =
-            Schedule::new(Topology::Mesh { nodes: 4, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
-        let plan = Plan::new(&schedule, Some(Duration::from_secs(6)), Duration::from_secs(1), 64, 0).unwrap();
+        let (plan, measured) = measure_budgeted(&runner, 4, 8, Duration::from_secs(6), 0, Duration::ZERO).await;
         assert_eq!(plan.rounds, 3);
-        let (_tx, stop) = watch::channel(false);
-        let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(6));
-        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline };
-        let measured = measure.run(&schedule, &plan, stop).await;
         // Rounds 1 (0-3s) and 2 (3-6s) ran; round 3 would end at 8s > 6s.
         assert_eq!((measured.rounds_run, measured.rounds_skipped), (2, 1));
         assert_eq!(measured.stopped, Some(StopReason::Budget));
@@ -551,17 +565,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_run_of_a_split_round_measures_only_its_part() {
         let runner = FakeRunner::default();
-        let nodes = nodes(10);
-        let settings = settings();
-        let schedule =
-            Schedule::new(Topology::Mesh { nodes: 10, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
         // 10 tests, 2 at once: 5 waves of 2s; 4s hold 2 waves: parts of 4, 4 and 2 tests.
-        let plan = Plan::new(&schedule, Some(Duration::from_secs(4)), Duration::from_secs(1), 2, 2).unwrap();
+        let (plan, measured) = measure_budgeted(&runner, 10, 2, Duration::from_secs(4), 2, Duration::ZERO).await;
         assert_eq!((plan.round_parts, plan.part, plan.rounds), (3, 2, 1));
-        let (_tx, stop) = watch::channel(false);
-        let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(4));
-        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 2, deadline };
-        let measured = measure.run(&schedule, &plan, stop).await;
         assert_eq!((measured.rounds_run, measured.rounds_skipped, measured.stopped), (1, 0, None));
         let mut sources: Vec<&str> = measured.measurements.iter().map(|m| &*m.source).collect();
         sources.sort_unstable();
@@ -573,19 +579,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_round_that_fills_the_budget_exactly_still_runs_after_discovery() {
         let runner = FakeRunner::default();
-        let nodes = nodes(3);
-        let settings = settings();
-        let schedule =
-            Schedule::new(Topology::Mesh { nodes: 3, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
-        // One round of 2s in a 2s budget, the second round for the next run.
-        let plan = Plan::new(&schedule, Some(Duration::from_secs(2)), Duration::from_secs(1), 64, 0).unwrap();
+        // One round of 2s in a 2s budget (the second round is the next run's), after 0.3s of
+        // discovery.
+        let discovery = Duration::from_millis(300);
+        let (plan, measured) = measure_budgeted(&runner, 3, 64, Duration::from_secs(2), 0, discovery).await;
         assert_eq!((plan.rounds, plan.cycle_runs), (1, 2));
-        let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
-        // Discovery took a moment of the budget.
-        tokio::time::advance(Duration::from_millis(300)).await;
-        let (_tx, stop) = watch::channel(false);
-        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 64, deadline };
-        let measured = measure.run(&schedule, &plan, stop).await;
         assert_eq!((measured.rounds_run, measured.rounds_skipped, measured.stopped), (1, 0, None));
         assert_eq!(measured.measurements.len(), 3);
     }
