@@ -14,7 +14,7 @@ echo "demo: building iperf3-monitor" >&2
 cargo build --locked --quiet
 
 work=$(mktemp -d)
-# shellcheck disable=SC2317 # called by the EXIT trap
+# shellcheck disable=SC2317,SC2329 # called by the EXIT trap
 cleanup() {
     stop_prometheus
     tests/lab/lab.sh down demo
