@@ -112,13 +112,14 @@ fn outcomes_in_prometheus(prom: &Prometheus) -> BTreeMap<Pair, Option<String>> {
 
 /// Every pair in the report, and only those, is in Prometheus with the same outcome, and each
 /// outcome is the expected one: `expect(source, destination)` gives None for a success or the
-/// failure reasons allowed.
+/// failure reasons allowed (among them `success` when a success is allowed too).
 fn assert_outcomes(run: &Run, prom: &Prometheus, expect: impl Fn(&str, &str) -> Option<&'static [&'static str]>) {
     let outcomes = run.outcomes();
     for ((source, destination, protocol), outcome) in &outcomes {
         match (expect(source, destination), outcome) {
             (None, None) => {}
             (Some(reasons), Some(reason)) if reasons.contains(&reason.as_str()) => {}
+            (Some(reasons), None) if reasons.contains(&"success") => {}
             (expected, got) => panic!(
                 "{source}→{destination} {protocol}: expected {expected:?}, got {got:?}: {}",
                 run.measurement(source, destination, protocol)["outcome"]
@@ -375,9 +376,17 @@ fn a_link_going_down_mid_run_fails_only_its_node() {
     assert_all_pairs_measured(&run, 4, &["tcp"]);
     let round = |src: &str, dst: &str| run.measurement(src, dst, "tcp")["round"].as_u64().unwrap();
     let first_round = round("n1", "n2");
+    // A test from n3 that had connected before the link went down leaves its server waiting
+    // for a client that is gone (iperf3's server has no idle timeout shorter than this run),
+    // so a later test to that server may find it hung or busy.
+    let left_waiting = |dst: &str| {
+        round("n3", dst) == first_round + 1
+            && run.measurement("n3", dst, "tcp")["outcome"]["failure"]["reason"] == "timeout"
+    };
     assert_outcomes(&run, &prom, |src, dst| {
         let involved = src == "n3" || dst == "n3";
         match round(src, dst) - first_round {
+            r if !involved && r > 1 && left_waiting(dst) => Some(&["success", "timeout", "busy"]),
             _ if !involved => None,
             0 => None,
             // The link went down as round 2 started: its tests with n3 may have connected first.

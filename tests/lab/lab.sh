@@ -161,6 +161,12 @@ down() {
         ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
         ip netns del "$ns"
     done
+    # A namespace lives on while sockets of its dead processes wait out their timeouts (a downed
+    # link leaves TCP retransmitting), and with it the host end of its veth: delete those too, so
+    # that the lab can be made again at once.
+    for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^${name}v[0-9]+$" || true); do
+        ip link del "$link" 2>/dev/null || true
+    done
     ip link del "${name}br" 2>/dev/null || true
     rm -rf "$state"
 }
