@@ -302,12 +302,9 @@ impl Plan {
     /// The rounds of this run, in order (one part of one round, when rounds are split).
     pub fn rounds<'a>(&self, schedule: &'a Schedule) -> impl Iterator<Item = Round> + 'a {
         let first = self.first_round;
+        // Whole rounds: part 0 of `usize::MAX` tests, i.e. all of them.
         let part = (self.part * self.part_tests, self.part_tests);
-        let split = self.round_parts > 1;
-        (0..self.rounds).filter_map(move |i| schedule.round(first + i)).map(move |round| match split {
-            true => Round { part, ..round },
-            false => round,
-        })
+        (0..self.rounds).filter_map(move |i| schedule.round(first + i)).map(move |round| Round { part, ..round })
     }
 
     /// Tests this run plans.
