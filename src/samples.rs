@@ -5,7 +5,8 @@
 //!
 //! A 1,000-node run has hundreds of thousands of samples, so they are made a batch of
 //! measurements at a time ([`RunSamples`]) and share what repeats: a measurement's samples share
-//! one label set, and the label sets of a batch share one copy of each node name.
+//! one label set, label sets hold the measurements' shared node names (one copy per node for the
+//! whole run), and the other label values of a batch are stored once.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -163,9 +164,9 @@ impl<'a> RunSamples<'a> {
         let mut samples = Vec::with_capacity(measurements.len() * 10);
         for m in measurements {
             let mut labels = vec![
-                ("destination_node", values.value(&m.destination)),
+                ("destination_node", m.destination.clone()),
                 ("protocol", values.value(m.protocol.as_str())),
-                ("source_node", values.value(&m.source)),
+                ("source_node", m.source.clone()),
             ];
             if let Some(cluster) = self.cluster {
                 labels.push(("cluster", values.value(cluster)));
@@ -395,8 +396,10 @@ mod tests {
                 receiver_cpu_utilization_ratio: None,
             }))
         };
-        let there = measurement(Protocol::Tcp, ok());
-        let back = Measurement { source: "n2".into(), destination: "n1".into(), ..measurement(Protocol::Tcp, ok()) };
+        // As the run makes them: one shared name per node.
+        let (n1, n2): (Arc<str>, Arc<str>) = ("n1".into(), "n2".into());
+        let there = Measurement { source: n1.clone(), destination: n2.clone(), ..measurement(Protocol::Tcp, ok()) };
+        let back = Measurement { source: n2, destination: n1, ..measurement(Protocol::Tcp, ok()) };
         let samples = build(&[there, back], &[], &facts(), Some("lab"));
         let (first, second): (Vec<&Sample>, Vec<&Sample>) =
             samples.iter().filter(|s| s.labels.len() == 4).partition(|s| &*s.labels[3].1 == "n1");
