@@ -50,7 +50,7 @@ enum Command {
     },
     /// Computes the schedule and the rotation of an N-node mesh and walks every pair of the
     /// cycle, timing each part (run it under `usage` for its memory).
-    Plan(scale::PlanArgs),
+    Plan(scale::MeshArgs),
     /// Runs until every pair was measured, from `Plan` over consecutive run indexes.
     Coverage(scale::CoverageArgs),
     /// Encodes and sends samples to a real Prometheus through `RemoteWriteSink`, counting the

@@ -36,8 +36,9 @@ pub fn inventory(take: Option<usize>, from: Option<&Path>, generate: Option<usiz
     Ok(())
 }
 
+/// The mesh both `plan` and `coverage` plan: a duplex mesh of `nodes` nodes.
 #[derive(Debug, clap::Args)]
-pub struct PlanArgs {
+pub struct MeshArgs {
     #[arg(long)]
     nodes: usize,
     #[arg(long, value_delimiter = ',', default_value = "tcp,udp")]
@@ -51,6 +52,22 @@ pub struct PlanArgs {
     concurrency: Option<usize>,
 }
 
+impl MeshArgs {
+    fn schedule(&self) -> Schedule {
+        Schedule::new(Topology::Mesh { nodes: self.nodes, pairing: Pairing::Duplex }, self.protocols.clone())
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(self.nodes)
+    }
+
+    /// The plan of run `run_index`, as the job would make it.
+    fn plan(&self, schedule: &Schedule, run_index: u64) -> Result<Plan> {
+        let budget = Some(Duration::from_secs(self.budget));
+        Ok(Plan::new(schedule, budget, Duration::from_secs(self.duration), self.concurrency(), run_index)?)
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct PlanFigures {
     nodes: usize,
@@ -62,12 +79,10 @@ struct PlanFigures {
     checksum: u64,
 }
 
-pub fn plan(args: PlanArgs) -> Result<()> {
+pub fn plan(mesh: MeshArgs) -> Result<()> {
     let started = Instant::now();
-    let schedule = Schedule::new(Topology::Mesh { nodes: args.nodes, pairing: Pairing::Duplex }, args.protocols);
-    let concurrency = args.concurrency.unwrap_or(args.nodes);
-    let duration = Duration::from_secs(args.duration);
-    let plan = Plan::new(&schedule, Some(Duration::from_secs(args.budget)), duration, concurrency, 12_345)?;
+    let schedule = mesh.schedule();
+    let plan = mesh.plan(&schedule, 12_345)?;
     let schedule_and_plan_seconds = started.elapsed().as_secs_f64();
 
     let mut checksum = 0u64;
@@ -85,7 +100,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
     let (_, walk_run_seconds) = walk(&mut plan.rounds(&schedule));
     let (pairs_walked, walk_cycle_seconds) = walk(&mut (0..schedule.total_rounds()).filter_map(|i| schedule.round(i)));
     crate::print_json(&PlanFigures {
-        nodes: args.nodes,
+        nodes: mesh.nodes,
         cycle_rounds: schedule.total_rounds(),
         pairs_walked,
         schedule_and_plan_seconds,
@@ -97,19 +112,10 @@ pub fn plan(args: PlanArgs) -> Result<()> {
 
 #[derive(Debug, clap::Args)]
 pub struct CoverageArgs {
-    #[arg(long)]
-    nodes: usize,
-    #[arg(long, value_delimiter = ',', default_value = "tcp,udp")]
-    protocols: Vec<Protocol>,
+    #[command(flatten)]
+    mesh: MeshArgs,
     #[arg(long, default_value_t = 300)]
     interval: u64,
-    #[arg(long, default_value_t = 5)]
-    duration: u64,
-    #[arg(long, default_value_t = 270)]
-    budget: u64,
-    /// Tests at once [default: the node count, one wave per round].
-    #[arg(long)]
-    concurrency: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,13 +137,11 @@ struct Coverage {
 }
 
 pub fn coverage(args: CoverageArgs) -> Result<()> {
-    let n = args.nodes;
-    let protocols = args.protocols.len();
-    let schedule = Schedule::new(Topology::Mesh { nodes: n, pairing: Pairing::Duplex }, args.protocols.clone());
-    let concurrency = args.concurrency.unwrap_or(n);
+    let mesh = &args.mesh;
+    let n = mesh.nodes;
+    let protocols = mesh.protocols.len();
+    let schedule = mesh.schedule();
     let interval = Duration::from_secs(args.interval);
-    let duration = Duration::from_secs(args.duration);
-    let budget = Some(Duration::from_secs(args.budget));
     let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let first_run = run_index(unix_now, interval);
 
@@ -146,14 +150,14 @@ pub fn coverage(args: CoverageArgs) -> Result<()> {
     let mut covered = 0u64;
     let wanted = (n * (n - 1) * protocols) as u64;
     let mut runs = 0u64;
-    let mut plan = Plan::new(&schedule, budget, duration, concurrency, first_run)?;
+    let mut plan = mesh.plan(&schedule, first_run)?;
     while covered < wanted {
         if runs > 10 * plan.cycle_runs as u64 {
             bail!("{n} nodes: {covered} of {wanted} pairs after {runs} runs; the rotation does not cover the mesh");
         }
-        plan = Plan::new(&schedule, budget, duration, concurrency, first_run + runs)?;
+        plan = mesh.plan(&schedule, first_run + runs)?;
         for round in plan.rounds(&schedule) {
-            let protocol = args.protocols.iter().position(|p| *p == round.protocol).unwrap_or(0);
+            let protocol = mesh.protocols.iter().position(|p| *p == round.protocol).unwrap_or(0);
             for pair in round.pairs() {
                 let bit = (protocol * n * n + pair.source * n + pair.destination) as u64;
                 let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
@@ -165,14 +169,14 @@ pub fn coverage(args: CoverageArgs) -> Result<()> {
         }
         runs += 1;
     }
-    let max_parallel_tests = concurrency.min(schedule.tests_per_round());
-    let test_seconds = (wanted * args.duration) as f64;
+    let max_parallel_tests = mesh.concurrency().min(schedule.tests_per_round());
+    let test_seconds = (wanted * mesh.duration) as f64;
     crate::print_json(&Coverage {
         nodes: n,
         protocols,
         interval_seconds: args.interval,
-        duration_seconds: args.duration,
-        budget_seconds: args.budget,
+        duration_seconds: mesh.duration,
+        budget_seconds: mesh.budget,
         max_parallel_tests,
         rounds_per_run: plan.rounds,
         cycle_rounds: plan.cycle_rounds,
