@@ -151,10 +151,15 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(1..=128))]
     pub parallel: u32,
 
-    /// Hard limit for one test in seconds; the client and its children are killed after it [default: duration + 15].
+    /// Hard limit for one test in seconds; the client and its children are killed after it [default: duration + connect timeout + 2].
     #[arg(long, env = "IPERF3_MONITOR_TEST_TIMEOUT", value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=7200))]
     pub test_timeout: Option<u64>,
+
+    /// Seconds iperf3 tries to connect to a server before the test fails as unreachable (iperf3 --connect-timeout); 2 allows one lost SYN (resent after 1 s) on a cluster's sub-millisecond paths.
+    #[arg(long, env = "IPERF3_MONITOR_CONNECT_TIMEOUT", value_name = "SECONDS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub connect_timeout: u64,
 
     /// Maximum number of tests running at the same time (splits a round when it has more tests).
     #[arg(long, env = "IPERF3_MONITOR_CONCURRENCY", value_name = "N", default_value_t = 64,
@@ -241,8 +246,15 @@ pub struct TestSettings {
     pub duration: Duration,
     pub udp_bitrate: String,
     pub parallel: u32,
+    /// How long iperf3 tries to connect (iperf3 --connect-timeout).
+    pub connect_timeout: Duration,
+    /// Hard limit of one test attempt.
     pub timeout: Duration,
 }
+
+/// What the default --test-timeout allows beyond connecting and sending: process start,
+/// parameter exchange and results take about 40 ms on the lab; a busy node or pods/exec more.
+pub const RESULTS_ALLOWANCE: Duration = Duration::from_secs(2);
 
 impl RunArgs {
     /// Checks what clap cannot check alone and builds the run's configuration.
@@ -267,7 +279,10 @@ impl RunArgs {
             return Err(Error::config("--cluster", "must not be empty; leave it unset instead"));
         }
         let duration = Duration::from_secs(self.duration);
-        let timeout = Duration::from_secs(self.test_timeout.unwrap_or(self.duration + 15));
+        let connect_timeout = Duration::from_secs(self.connect_timeout);
+        let timeout = Duration::from_secs(
+            self.test_timeout.unwrap_or(self.duration + self.connect_timeout + RESULTS_ALLOWANCE.as_secs()),
+        );
         if timeout <= duration {
             return Err(Error::config(
                 "--test-timeout",
@@ -296,6 +311,7 @@ impl RunArgs {
                 duration,
                 udp_bitrate: self.udp_bitrate,
                 parallel: self.parallel,
+                connect_timeout,
                 timeout,
             },
             concurrency,
@@ -342,7 +358,8 @@ mod tests {
         assert_eq!(config.mode, Mode::Mesh);
         assert_eq!(config.protocols, vec![Protocol::Tcp, Protocol::Udp]);
         assert_eq!(config.test.duration, Duration::from_secs(5));
-        assert_eq!(config.test.timeout, Duration::from_secs(20));
+        assert_eq!(config.test.connect_timeout, Duration::from_secs(2));
+        assert_eq!(config.test.timeout, Duration::from_secs(9), "5-s tests, 2-s connect, 2 s for the rest");
         assert_eq!(config.budget, None);
     }
 

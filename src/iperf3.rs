@@ -20,7 +20,7 @@ pub fn client_argv(
 ) -> Vec<String> {
     // iperf3 gives up connecting after this long, so a blackholed path fails with a reason of
     // its own well before the hard timeout.
-    let connect_timeout_ms = settings.timeout.saturating_sub(settings.duration).as_millis().clamp(1000, 10_000);
+    let connect_timeout_ms = settings.connect_timeout.min(settings.timeout).as_millis();
     let mut argv = vec![
         settings.iperf3.clone(),
         "--client".into(),
@@ -76,10 +76,13 @@ pub enum FailureReason {
     Spawn,
     /// Any other error iperf3 reported.
     Error,
+    /// Not tried: one of its nodes had already failed as a source or destination in this run
+    /// (slow failures from two peers); the next run tries again.
+    Skipped,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 9] = [
+    pub const ALL: [FailureReason; 10] = [
         FailureReason::Refused,
         FailureReason::Timeout,
         FailureReason::Busy,
@@ -89,6 +92,7 @@ impl FailureReason {
         FailureReason::Parse,
         FailureReason::Spawn,
         FailureReason::Error,
+        FailureReason::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +106,7 @@ impl FailureReason {
             FailureReason::Parse => "parse",
             FailureReason::Spawn => "spawn",
             FailureReason::Error => "error",
+            FailureReason::Skipped => "skipped",
         }
     }
 
@@ -351,7 +356,8 @@ mod tests {
             duration: Duration::from_secs(5),
             udp_bitrate: "50M".into(),
             parallel: 1,
-            timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(9),
         }
     }
 
@@ -372,7 +378,7 @@ mod tests {
                 "--time",
                 "5",
                 "--connect-timeout",
-                "10000"
+                "2000"
             ]
         );
         let udp = client_argv(&TestSettings { parallel: 4, ..settings() }, Protocol::Udp, "h", 1, None);

@@ -204,23 +204,15 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     tracing::info!(
         nodes = nodes.len(),
         mode = ?config.mode,
-        rounds = plan.rounds,
-        cycle_rounds = plan.cycle_rounds,
-        first_round = plan.first_round + 1,
+        pairing = ?config.pairing,
+        tests = plan.tests,
+        cycle_tests = plan.cycle_tests,
+        first_test = plan.first_test + 1,
+        at_once = plan.lanes,
         estimate_seconds = plan.estimate().as_secs_f64(),
+        cycle_runs = plan.cycle_runs,
         "planned the run"
     );
-    if plan.round_parts > 1 {
-        tracing::warn!(
-            part = plan.part + 1,
-            round_parts = plan.round_parts,
-            cycle_runs = plan.cycle_runs,
-            "one round of {} tests at --concurrency {} is longer than --budget: each run measures one part of a \
-             round; raise --concurrency to measure whole rounds and cover the mesh in fewer runs",
-            schedule.tests_per_round(),
-            config.concurrency
-        );
-    }
     if schedule.total_rounds() == 0 {
         tracing::warn!("fewer than two nodes: there is no pair to measure");
     }
@@ -243,7 +235,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         runner: &NodeRunner { process: ProcessRunner, pod_exec: kubernetes.map(PodExecRunner::new) },
         nodes: &nodes,
         settings: &config.test,
-        concurrency: config.concurrency,
+        pairing: config.pairing,
         deadline: config.budget.map(|b| tokio::time::Instant::from_std(started) + b),
     };
     let measured = measure.run(&schedule, &plan, stop).await;

@@ -21,10 +21,6 @@ use serde::Serialize;
 
 use crate::config::{Pairing, Protocol};
 
-/// Time a test needs beyond its duration (process start, connection, parameter exchange,
-/// results), used to estimate how many rounds fit in a budget.
-pub const TEST_OVERHEAD: Duration = Duration::from_secs(1);
-
 /// One test: indexes into the run's node list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pair {
@@ -58,9 +54,6 @@ pub struct Round {
     topology: Topology,
     /// 1-based offset of this round within its protocol.
     offset: usize,
-    /// The part of the round's tests to run (skip, take): all of them unless the plan splits
-    /// rounds into parts.
-    part: (usize, usize),
 }
 
 impl Schedule {
@@ -128,25 +121,13 @@ impl Schedule {
             protocol: self.protocols[index / per_protocol],
             topology: self.topology,
             offset: index % per_protocol + 1,
-            part: (0, usize::MAX),
         })
-    }
-
-    /// Estimated wall time of one round when at most `concurrency` tests run at once.
-    pub fn round_estimate(&self, test_duration: Duration, concurrency: usize) -> Duration {
-        let waves = self.tests_per_round().div_ceil(concurrency.max(1)).max(1);
-        (test_duration + TEST_OVERHEAD) * u32::try_from(waves).unwrap_or(u32::MAX)
     }
 }
 
 impl Round {
-    /// The tests of this round (of its part, if the plan split it), generated lazily.
-    pub fn pairs(&self) -> Box<dyn Iterator<Item = Pair> + '_> {
-        let (skip, take) = self.part;
-        Box::new(self.all_pairs().skip(skip).take(take))
-    }
-
-    fn all_pairs(&self) -> Box<dyn Iterator<Item = Pair> + '_> {
+    /// The tests of this round, generated lazily.
+    pub fn pairs(self) -> Box<dyn Iterator<Item = Pair>> {
         let offset = self.offset;
         match self.topology {
             Topology::Star { nodes } => Box::new(std::iter::once(Pair { source: 0, destination: offset % nodes })),
@@ -181,28 +162,45 @@ fn matching_pairs(n: usize, m: usize) -> impl Iterator<Item = (usize, usize)> {
     fixed.chain(others).filter(move |(a, b)| *a < n && *b < n)
 }
 
-/// Which rounds of the cycle one run measures.
+/// What one test is expected to cost beyond `--duration` when planning a budget: process start,
+/// connection, parameter exchange and results. Measured on the lab: about 40 ms per test
+/// (README, "Performance"); 100 ms leaves room for pods/exec set-up in a cluster.
+pub const TEST_ALLOWANCE: Duration = Duration::from_millis(100);
+
+/// One planned test: a pair and the round (cycle index and protocol) it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedTest {
+    /// Cycle index of the round, `0..Schedule::total_rounds()`.
+    pub round: usize,
+    pub protocol: Protocol,
+    pub pair: Pair,
+}
+
+/// Which tests of the cycle one run measures: a slice of the cycle's tests in round order,
+/// continuing where the previous run's slice ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Plan {
-    /// Cycle index of the first round this run measures.
+    /// Cycle index of the first test this run measures (tests are numbered round by round).
+    pub first_test: usize,
+    /// Tests this run measures.
+    pub tests: usize,
+    /// Tests in the full cycle (all protocols).
+    pub cycle_tests: usize,
+    /// Cycle index of the round of the first test.
     pub first_round: usize,
-    /// Rounds this run measures.
+    /// Rounds this run's tests belong to (the first and last may be partly measured).
     pub rounds: usize,
     /// Rounds in the full cycle (all protocols).
     pub cycle_rounds: usize,
     /// Consecutive runs needed to measure every pair once.
     pub cycle_runs: usize,
-    /// Parts every round is split into when one round is longer than the budget (at the
-    /// configured concurrency), one part per run; 1 when whole rounds fit.
-    pub round_parts: usize,
-    /// Which part of its round this run measures (0-based; always 0 for whole rounds).
-    pub part: usize,
-    /// Estimated wall time of one round (of one part, when rounds are split).
-    #[serde(rename = "round_estimate_seconds", serialize_with = "as_seconds")]
-    pub round_estimate: Duration,
-    /// Tests in each part of a split round (`usize::MAX` for whole rounds).
-    #[serde(skip)]
-    pub part_tests: usize,
+    /// Tests that run at once: --concurrency, or fewer when a round has fewer tests.
+    pub lanes: usize,
+    /// Tests each lane runs back to back in this run.
+    pub waves: usize,
+    /// What one test is expected to take: --duration plus [`TEST_ALLOWANCE`].
+    #[serde(rename = "test_estimate_seconds", serialize_with = "as_seconds")]
+    pub test_estimate: Duration,
 }
 
 /// Why a plan cannot be made.
@@ -215,13 +213,12 @@ pub enum PlanError {
 }
 
 impl Plan {
-    /// Plans the run with index `run_index` (consecutive runs have consecutive indexes): as many
-    /// whole rounds as fit in `budget`, continuing where the previous run stopped, so that
-    /// `cycle_runs` consecutive runs cover every pair. At most `concurrency` tests run at once,
-    /// so a round takes waves of `test_duration` plus [`TEST_OVERHEAD`] each. When even one
-    /// round is longer than the budget (a large mesh at a low concurrency), every round is split
-    /// into parts of whole waves that fit, and each run measures one part: the tests of a part
-    /// are a subset of a round, so they still never share a node's direction.
+    /// Plans the run with index `run_index` (consecutive runs have consecutive indexes). At most
+    /// `concurrency` tests run at once, each lane running tests of `test_duration` plus
+    /// [`TEST_ALLOWANCE`] back to back, so a budget holds `lanes × ⌊budget / test⌋` tests, whole
+    /// rounds or not. Run k measures the cycle's tests [k·fit, (k+1)·fit) modulo the cycle, so
+    /// `cycle_runs` consecutive runs cover every pair. The tests of a slice still never share a
+    /// node's direction: the measuring stage starts each only when its nodes are free.
     pub fn new(
         schedule: &Schedule,
         budget: Option<Duration>,
@@ -229,92 +226,67 @@ impl Plan {
         concurrency: usize,
         run_index: u64,
     ) -> Result<Plan, PlanError> {
-        let cycle_rounds = schedule.total_rounds();
-        let round_estimate = schedule.round_estimate(test_duration, concurrency);
-        let whole = |first_round, rounds, cycle_runs| Plan {
-            first_round,
-            rounds,
-            cycle_rounds,
-            cycle_runs,
-            round_parts: 1,
-            part: 0,
-            round_estimate,
-            part_tests: usize::MAX,
+        let cycle_tests = schedule.total_rounds() * schedule.tests_per_round();
+        let lanes = concurrency.clamp(1, schedule.tests_per_round().max(1));
+        let test_estimate = test_duration + TEST_ALLOWANCE;
+        let waves_fit = match budget {
+            None => usize::MAX,
+            Some(budget) => {
+                let fit = (budget.as_secs_f64() / test_estimate.as_secs_f64()).floor() as usize;
+                if fit == 0 {
+                    return Err(PlanError::BudgetBelowOneTest {
+                        budget_seconds: budget.as_secs(),
+                        test_seconds: test_estimate.as_secs_f64().ceil() as u64,
+                    });
+                }
+                fit
+            }
         };
-        let fit = match budget {
-            None => cycle_rounds,
-            Some(budget) => (budget.as_secs_f64() / round_estimate.as_secs_f64().max(1e-3)).floor() as usize,
-        };
-        if cycle_rounds == 0 {
-            return Ok(whole(0, 0, 1));
-        }
-        if fit == 0 {
-            let budget = budget.unwrap_or_default();
-            return Plan::parts(schedule, budget, test_duration, concurrency, run_index);
-        }
-        let fit = fit.min(cycle_rounds);
-        let cycle_runs = cycle_rounds.div_ceil(fit);
-        let first_round = if fit == cycle_rounds {
-            0
+        let fit = waves_fit.saturating_mul(lanes).min(cycle_tests);
+        let (first_test, cycle_runs) = if fit == cycle_tests {
+            (0, 1)
         } else {
-            // Run k measures rounds [k·fit, (k+1)·fit) modulo the cycle.
-            ((u128::from(run_index) * fit as u128) % cycle_rounds as u128) as usize
+            // Run k measures tests [k·fit, (k+1)·fit) modulo the cycle.
+            (((u128::from(run_index) * fit as u128) % cycle_tests as u128) as usize, cycle_tests.div_ceil(fit))
         };
-        Ok(whole(first_round, fit, cycle_runs))
-    }
-
-    /// One part of one round per run, when a whole round is longer than `budget`.
-    fn parts(
-        schedule: &Schedule,
-        budget: Duration,
-        test_duration: Duration,
-        concurrency: usize,
-        run_index: u64,
-    ) -> Result<Plan, PlanError> {
-        let wave = test_duration + TEST_OVERHEAD;
-        let waves_fit = (budget.as_secs_f64() / wave.as_secs_f64()).floor() as usize;
-        if waves_fit == 0 {
-            return Err(PlanError::BudgetBelowOneTest {
-                budget_seconds: budget.as_secs(),
-                test_seconds: wave.as_secs_f64().ceil() as u64,
-            });
-        }
-        let concurrency = concurrency.max(1);
-        let waves = schedule.tests_per_round().div_ceil(concurrency);
-        // Parts as even as whole waves allow, none of them empty.
-        let part_waves = waves.div_ceil(waves.div_ceil(waves_fit));
-        let round_parts = waves.div_ceil(part_waves);
-        let cycle_rounds = schedule.total_rounds();
-        let cycle_runs = cycle_rounds * round_parts;
-        let unit = (u128::from(run_index) % cycle_runs as u128) as usize;
+        let per_round = schedule.tests_per_round().max(1);
+        let first_round = first_test / per_round;
+        let last_round = (first_test + fit.max(1) - 1) / per_round;
         Ok(Plan {
-            first_round: unit / round_parts,
-            rounds: 1,
-            cycle_rounds,
+            first_test,
+            tests: fit,
+            cycle_tests,
+            first_round,
+            rounds: if fit == 0 { 0 } else { last_round - first_round + 1 },
+            cycle_rounds: schedule.total_rounds(),
             cycle_runs,
-            round_parts,
-            part: unit % round_parts,
-            round_estimate: wave * u32::try_from(part_waves).unwrap_or(u32::MAX),
-            part_tests: part_waves * concurrency,
+            lanes,
+            waves: fit.div_ceil(lanes),
+            test_estimate,
         })
     }
 
-    /// The rounds of this run, in order (one part of one round, when rounds are split).
+    /// The tests of this run, in order, generated lazily: its rounds' tests, wrapping around
+    /// the cycle, from the first test of the slice.
+    pub fn planned<'a>(&self, schedule: &'a Schedule) -> impl Iterator<Item = PlannedTest> + 'a {
+        let skip = self.first_test - self.first_round * schedule.tests_per_round();
+        self.rounds(schedule)
+            .flat_map(|round| {
+                round.pairs().map(move |pair| PlannedTest { round: round.index, protocol: round.protocol, pair })
+            })
+            .skip(skip)
+            .take(self.tests)
+    }
+
+    /// The rounds this run's tests belong to, in order.
     pub fn rounds<'a>(&self, schedule: &'a Schedule) -> impl Iterator<Item = Round> + 'a {
         let first = self.first_round;
-        // Whole rounds: part 0 of `usize::MAX` tests, i.e. all of them.
-        let part = (self.part * self.part_tests, self.part_tests);
-        (0..self.rounds).filter_map(move |i| schedule.round(first + i)).map(move |round| Round { part, ..round })
+        (0..self.rounds).filter_map(move |i| schedule.round(first + i))
     }
 
-    /// Tests this run plans.
-    pub fn tests(&self, schedule: &Schedule) -> usize {
-        self.rounds.saturating_mul(schedule.tests_per_round().min(self.part_tests))
-    }
-
-    /// Estimated wall time of the whole run.
+    /// Estimated wall time of the whole run: its waves, back to back.
     pub fn estimate(&self) -> Duration {
-        self.round_estimate * u32::try_from(self.rounds).unwrap_or(u32::MAX)
+        self.test_estimate * u32::try_from(self.waves).unwrap_or(u32::MAX)
     }
 }
 
@@ -424,32 +396,69 @@ mod tests {
     fn without_budget_one_run_is_the_whole_cycle() {
         let schedule = Schedule::new(mesh(50), BOTH.to_vec());
         let plan = Plan::new(&schedule, None, Duration::from_secs(5), 1000, 12345).unwrap();
-        assert_eq!((plan.first_round, plan.rounds, plan.cycle_rounds, plan.cycle_runs), (0, 98, 98, 1));
+        assert_eq!((plan.first_test, plan.tests, plan.cycle_tests, plan.cycle_runs), (0, 4900, 4900, 1));
+        assert_eq!((plan.first_round, plan.rounds, plan.cycle_rounds, plan.lanes, plan.waves), (0, 98, 98, 50, 98));
+        let planned: Vec<PlannedTest> = plan.planned(&schedule).collect();
+        assert_eq!(planned.len(), 4900);
+        assert_eq!(planned[50].round, 1);
+        assert_eq!(planned[4899].protocol, Protocol::Udp);
+    }
+
+    /// Every pair of every protocol is covered by `cycle_runs` consecutive runs from `start`.
+    fn assert_cycle_covered(schedule: &Schedule, plan_of: &dyn Fn(u64) -> Plan, start: u64) {
+        let first = plan_of(start);
+        let mut seen: HashMap<(usize, Pair), usize> = HashMap::new();
+        for run in start..start + first.cycle_runs as u64 {
+            let plan = plan_of(run);
+            assert_eq!(plan.cycle_runs, first.cycle_runs);
+            let planned: Vec<PlannedTest> = plan.planned(schedule).collect();
+            assert_eq!(planned.len(), plan.tests, "{plan:?}");
+            for test in planned {
+                assert!(test.round >= plan.first_round || plan.first_round + plan.rounds > plan.cycle_rounds);
+                *seen.entry((test.round / schedule.rounds_per_protocol(), test.pair)).or_default() += 1;
+            }
+        }
+        let pairs = schedule.pairs_per_protocol() * schedule.protocols().len();
+        assert_eq!(seen.len(), pairs, "every pair of every protocol in one cycle: {first:?}");
     }
 
     #[test]
     fn consecutive_runs_continue_where_the_last_stopped_and_cover_the_cycle() {
-        for n in [2, 3, 7, 20, 101] {
-            let schedule = Schedule::new(mesh(n), BOTH.to_vec());
-            for budget in [6u64, 13, 60, 600] {
-                let plan =
-                    Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(5), 1000, 0).unwrap();
-                let mut covered = HashSet::new();
-                let start = 987_654;
-                for run in start..start + plan.cycle_runs as u64 {
-                    let plan =
-                        Plan::new(&schedule, Some(Duration::from_secs(budget)), Duration::from_secs(5), 1000, run)
-                            .unwrap();
-                    assert!(plan.estimate() <= Duration::from_secs(budget));
-                    for round in plan.rounds(&schedule) {
-                        covered.insert(round.index);
-                    }
-                }
-                assert_eq!(covered.len(), schedule.total_rounds(), "n={n} budget={budget}");
-                let ideal = schedule.total_rounds().div_ceil(budget as usize / 6);
-                assert_eq!(plan.cycle_runs, ideal, "n={n} budget={budget}");
-            }
+        // (nodes, pairing, concurrency, budget in 6-s tests): whole rounds, parts of rounds, a
+        // round longer than the budget, a slice that wraps around the cycle.
+        let cases = [
+            (2, Pairing::Duplex, 1000, 1),
+            (3, Pairing::Duplex, 1000, 2),
+            (7, Pairing::Duplex, 2, 2),
+            (10, Pairing::Duplex, 3, 1),
+            (11, Pairing::Exclusive, 2, 7),
+            (20, Pairing::Duplex, 1000, 13),
+            (64, Pairing::Duplex, 8, 5),
+            (101, Pairing::Duplex, 1000, 100),
+        ];
+        for (n, pairing, concurrency, waves) in cases {
+            let schedule = Schedule::new(Topology::Mesh { nodes: n, pairing }, BOTH.to_vec());
+            let budget = Duration::from_secs_f64(waves as f64 * 5.1 + 0.05);
+            let plan_of = |run| Plan::new(&schedule, Some(budget), Duration::from_secs(5), concurrency, run).unwrap();
+            let plan = plan_of(0);
+            let lanes = concurrency.min(schedule.tests_per_round());
+            assert_eq!(plan.lanes, lanes, "n={n}");
+            let fit = (waves * lanes).min(plan.cycle_tests);
+            assert_eq!(plan.tests, fit, "n={n}: every lane busy for the whole budget");
+            assert!(plan.estimate() <= budget, "n={n}: {plan:?}");
+            assert_eq!(plan.cycle_runs, plan.cycle_tests.div_ceil(fit), "n={n}");
+            assert_cycle_covered(&schedule, &plan_of, 987_654);
         }
+    }
+
+    #[test]
+    fn a_large_mesh_at_the_charts_defaults_spends_the_budget_on_whole_waves() {
+        // 1,000 nodes, TCP + UDP, 5-s tests, 64 at once, a 276-s budget: 54 waves of 64 tests.
+        let schedule = Schedule::new(mesh(1000), BOTH.to_vec());
+        let plan = Plan::new(&schedule, Some(Duration::from_secs(276)), Duration::from_secs(5), 64, 7).unwrap();
+        assert_eq!((plan.lanes, plan.waves, plan.tests), (64, 54, 54 * 64));
+        assert_eq!(plan.cycle_runs, 1_998_000usize.div_ceil(54 * 64));
+        assert_eq!(plan.first_test, 7 * 54 * 64);
     }
 
     #[test]
@@ -458,57 +467,6 @@ mod tests {
         let err = Plan::new(&schedule, Some(Duration::from_secs(5)), Duration::from_secs(5), 64, 0).unwrap_err();
         assert!(err.to_string().contains("--budget"), "{err}");
         assert!(err.to_string().contains("one test"), "{err}");
-    }
-
-    #[test]
-    fn rounds_longer_than_the_budget_are_split_into_parts_that_cover_the_cycle() {
-        // (nodes, pairing, concurrency, budget): rounds of 2 to 79 waves of 6 s, budgets of 1 to
-        // 45 waves; parts never share a node's direction since each is a subset of a round.
-        let cases = [
-            (7, Pairing::Duplex, 2, 12),
-            (10, Pairing::Duplex, 3, 6),
-            (11, Pairing::Exclusive, 2, 7),
-            (64, Pairing::Duplex, 8, 30),
-            (5000, Pairing::Duplex, 64, 270),
-        ];
-        for (n, pairing, concurrency, budget) in cases {
-            let schedule = Schedule::new(Topology::Mesh { nodes: n, pairing }, vec![Protocol::Tcp]);
-            let budget = Duration::from_secs(budget);
-            let plan_of = |run| Plan::new(&schedule, Some(budget), Duration::from_secs(5), concurrency, run).unwrap();
-            let first = plan_of(0);
-            let waves = schedule.tests_per_round().div_ceil(concurrency);
-            assert!(first.round_parts > 1, "n={n}: {first:?}");
-            // As few parts as fit: one part fewer would not fit in the budget.
-            let wave_seconds = 6;
-            assert!(waves.div_ceil(first.round_parts - 1) * wave_seconds > budget.as_secs() as usize, "n={n}");
-            assert_eq!(first.cycle_runs, schedule.total_rounds() * first.round_parts);
-            if n > 100 {
-                // A 5,000-node round at 64 tests at once: 79 waves in two parts of 40 and 39.
-                assert_eq!((first.round_parts, first.round_estimate), (2, Duration::from_secs(240)));
-                continue;
-            }
-            let mut seen: HashMap<Pair, usize> = HashMap::new();
-            for run in 1_000..1_000 + first.cycle_runs as u64 {
-                let plan = plan_of(run);
-                assert!(plan.estimate() <= budget, "n={n} run={run}: {plan:?}");
-                let rounds: Vec<Round> = plan.rounds(&schedule).collect();
-                assert_eq!(rounds.len(), 1);
-                let pairs: Vec<Pair> = rounds[0].pairs().collect();
-                assert!(!pairs.is_empty() && pairs.len() <= plan.part_tests, "n={n} run={run}");
-                for pair in pairs {
-                    *seen.entry(pair).or_default() += 1;
-                }
-            }
-            assert_eq!(seen.len(), schedule.pairs_per_protocol(), "n={n}: every pair in one cycle");
-            assert!(seen.values().all(|&count| count == 1), "n={n}: no pair twice");
-        }
-    }
-
-    #[test]
-    fn concurrency_splits_rounds_into_waves() {
-        let schedule = Schedule::new(mesh(10), vec![Protocol::Tcp]);
-        assert_eq!(schedule.round_estimate(Duration::from_secs(5), 64), Duration::from_secs(6));
-        assert_eq!(schedule.round_estimate(Duration::from_secs(5), 4), Duration::from_secs(18));
     }
 
     #[test]

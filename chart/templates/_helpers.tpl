@@ -153,27 +153,37 @@ Fails for schedules it cannot read, asking for job.interval.
 
 {{/*
 The time of one run, all in seconds. A run must end before the next starts
-(concurrencyPolicy Forbid would delay it), so:
+(concurrencyPolicy Forbid would delay it), and it should spend as much of its
+interval as it can measuring, so nothing is reserved for worst cases that a
+deadline already bounds:
 
-  budget + push deadline + margin <= activeDeadlineSeconds < interval
+  budget + delivery + margin <= activeDeadlineSeconds < interval
 
-  activeDeadlineSeconds  job.activeDeadlineSeconds, else interval - min(30, interval/10)
-  push deadline          push.deadline, else min(60, interval/5): all of the delivery
-  margin                 test timeout + 15: the pod's start (the image is already on
-                         the node, the servers run it) and the last round, which
-                         starts while its estimate (duration + 1) fits in the
-                         budget but may run until the test timeout
+  activeDeadlineSeconds  job.activeDeadlineSeconds, else interval - min(10, interval/10)
+  delivery               min(5, push deadline): what a push takes when the receiver is
+                         up (well under a second for a run's samples). A slower push
+                         runs into activeDeadlineSeconds; the job then gets SIGTERM and
+                         its push goes on until push.deadline or the pod's grace period
+  margin                 5 for the pod's start (the image is already on the node, the
+                         servers run it) + the last test's overrun: a test starts
+                         while duration + 0.1 s fit in the budget but may run until
+                         the test timeout
   budget                 job.budget, else what the others leave: discovery and measuring
 
-Every 5 minutes with the defaults: 175 + 60 + 35 = 270 < 300.
+Every 5 minutes with the defaults: 276 + 5 + (5 + 9 - 5) = 290 < 300; the run
+measures for 92 % of its interval.
 */}}
 {{- define "iperf3-monitor.activeDeadlineSeconds" -}}
 {{- if .Values.job.activeDeadlineSeconds }}
 {{- .Values.job.activeDeadlineSeconds }}
 {{- else }}
 {{- $interval := include "iperf3-monitor.interval" . | atoi }}
-{{- sub $interval (min 30 (div $interval 10)) }}
+{{- sub $interval (min 10 (div $interval 10)) }}
 {{- end }}
+{{- end }}
+
+{{- define "iperf3-monitor.deliveryReserve" -}}
+{{- min 5 (include "iperf3-monitor.pushDeadline" . | atoi) }}
 {{- end }}
 
 {{- define "iperf3-monitor.pushDeadline" -}}
@@ -191,12 +201,12 @@ A test's hard timeout: job.testTimeout, else the binary's default.
 {{- if .Values.job.testTimeout }}
 {{- .Values.job.testTimeout }}
 {{- else }}
-{{- add (int .Values.job.duration) 15 }}
+{{- add (int .Values.job.duration) (int (.Values.job.connectTimeout | default 2)) 2 }}
 {{- end }}
 {{- end }}
 
 {{- define "iperf3-monitor.runMargin" -}}
-{{- add (include "iperf3-monitor.testTimeout" . | atoi) 15 }}
+{{- sub (add 5 (include "iperf3-monitor.testTimeout" . | atoi)) (int .Values.job.duration) }}
 {{- end }}
 
 {{- define "iperf3-monitor.budget" -}}
@@ -204,7 +214,7 @@ A test's hard timeout: job.testTimeout, else the binary's default.
 {{- .Values.job.budget }}
 {{- else }}
 {{- $deadline := include "iperf3-monitor.activeDeadlineSeconds" . | atoi }}
-{{- $push := include "iperf3-monitor.pushDeadline" . | atoi }}
+{{- $push := include "iperf3-monitor.deliveryReserve" . | atoi }}
 {{- $margin := include "iperf3-monitor.runMargin" . | atoi }}
 {{- sub (sub $deadline $push) $margin }}
 {{- end }}
@@ -217,20 +227,20 @@ change.
 {{- define "iperf3-monitor.checkRunTimes" -}}
 {{- $interval := include "iperf3-monitor.interval" . | atoi }}
 {{- $deadline := include "iperf3-monitor.activeDeadlineSeconds" . | atoi }}
-{{- $push := include "iperf3-monitor.pushDeadline" . | atoi }}
+{{- $push := include "iperf3-monitor.deliveryReserve" . | atoi }}
 {{- $margin := include "iperf3-monitor.runMargin" . | atoi }}
 {{- $testTimeout := include "iperf3-monitor.testTimeout" . | atoi }}
 {{- $budget := include "iperf3-monitor.budget" . | atoi }}
 {{- $duration := int .Values.job.duration }}
-{{- $source := ternary "job.budget" (printf "derived: activeDeadlineSeconds %d - push.deadline %d - margin %d" $deadline $push $margin) (not (empty .Values.job.budget)) }}
+{{- $source := ternary "job.budget" (printf "derived: activeDeadlineSeconds %d - delivery %d - margin %d" $deadline $push $margin) (not (empty .Values.job.budget)) }}
 {{- if ge $deadline $interval }}
 {{- fail (printf "job.activeDeadlineSeconds (%d) must be shorter than the interval between runs (%d seconds): a run still going at the next schedule delays it (concurrencyPolicy Forbid)" $deadline $interval) }}
 {{- end }}
 {{- if le $budget $duration }}
-{{- fail (printf "job.duration (%d) must be shorter than the run's budget (%d seconds, %s): lower job.duration, push.deadline or job.testTimeout, or run less often (job.schedule)" $duration $budget $source) }}
+{{- fail (printf "job.duration (%d) must be shorter than the run's budget (%d seconds, %s): lower job.duration or job.testTimeout, or run less often (job.schedule)" $duration $budget $source) }}
 {{- end }}
 {{- if gt (add $budget $push $margin) $deadline }}
-{{- fail (printf "a run does not fit in job.activeDeadlineSeconds (%d seconds): job.budget %d + push.deadline %d + margin %d (job.testTimeout %d + 15 for the pod's start) = %d; lower job.budget or push.deadline, or raise job.activeDeadlineSeconds (below the interval, %d seconds)" $deadline $budget $push $margin $testTimeout (add $budget $push $margin) $interval) }}
+{{- fail (printf "a run does not fit in job.activeDeadlineSeconds (%d seconds): job.budget %d + delivery %d + margin %d (5 for the pod's start + job.testTimeout %d - job.duration) = %d; lower job.budget, or raise job.activeDeadlineSeconds (below the interval, %d seconds)" $deadline $budget $push $margin $testTimeout (add $budget $push $margin) $interval) }}
 {{- end }}
 {{- end }}
 

@@ -55,7 +55,8 @@ pub async fn run(args: Args) -> Result<()> {
         duration: Duration::from_secs(args.duration),
         udp_bitrate: "100M".into(),
         parallel: 1,
-        timeout: Duration::from_secs(args.duration + 15),
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(args.duration + 4),
     };
     let mut pairs: Vec<(usize, usize)> =
         (0..nodes.len()).flat_map(|s| (0..nodes.len()).filter(move |d| *d != s).map(move |d| (s, d))).collect();

@@ -126,7 +126,9 @@ struct Coverage {
     duration_seconds: u64,
     budget_seconds: u64,
     max_parallel_tests: usize,
-    rounds_per_run: usize,
+    tests_per_run: usize,
+    /// Seconds of the interval the run's tests keep every lane busy (waves × duration).
+    measuring_seconds: u64,
     cycle_rounds: usize,
     /// Runs until every pair of every protocol was measured, walking the plans' pairs.
     runs_to_cover: u64,
@@ -156,15 +158,14 @@ pub fn coverage(args: CoverageArgs) -> Result<()> {
             bail!("{n} nodes: {covered} of {wanted} pairs after {runs} runs; the rotation does not cover the mesh");
         }
         plan = mesh.plan(&schedule, first_run + runs)?;
-        for round in plan.rounds(&schedule) {
-            let protocol = mesh.protocols.iter().position(|p| *p == round.protocol).unwrap_or(0);
-            for pair in round.pairs() {
-                let bit = (protocol * n * n + pair.source * n + pair.destination) as u64;
-                let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
-                if seen[word] & mask == 0 {
-                    seen[word] |= mask;
-                    covered += 1;
-                }
+        for test in plan.planned(&schedule) {
+            let protocol = mesh.protocols.iter().position(|p| *p == test.protocol).unwrap_or(0);
+            let pair = test.pair;
+            let bit = (protocol * n * n + pair.source * n + pair.destination) as u64;
+            let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
+            if seen[word] & mask == 0 {
+                seen[word] |= mask;
+                covered += 1;
             }
         }
         runs += 1;
@@ -178,7 +179,8 @@ pub fn coverage(args: CoverageArgs) -> Result<()> {
         duration_seconds: mesh.duration,
         budget_seconds: mesh.budget,
         max_parallel_tests,
-        rounds_per_run: plan.rounds,
+        tests_per_run: plan.tests,
+        measuring_seconds: plan.waves as u64 * mesh.duration,
         cycle_rounds: plan.cycle_rounds,
         runs_to_cover: runs,
         plan_cycle_runs: plan.cycle_runs,

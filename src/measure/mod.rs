@@ -1,17 +1,23 @@
-//! Drives a run's rounds through a client runner and records one [`Measurement`] per test.
+//! Drives a run's planned tests through a client runner and records one [`Measurement`] per
+//! test. Which test starts when is the pure [`dispatch`]er's call.
 
+pub mod dispatch;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::{Protocol, TestSettings};
+use crate::config::{Pairing, Protocol, TestSettings};
 use crate::iperf3::{self, Failure, FailureReason, TestResult};
 use crate::runner::{ClientCommand, ClientOutput, ClientRunner, MAX_OUTPUT_BYTES, RunError};
-use crate::schedule::{Pair, Plan, Round, Schedule};
+use crate::schedule::{Plan, PlannedTest, Schedule};
 use crate::targets::Node;
+use dispatch::{Condemned, Dispatch, Ended, Lease, Next, Side};
 
 /// How often a test whose server was not taking tests (busy, or between two tests) is tried again.
 const RETRIES: u32 = 2;
@@ -21,6 +27,8 @@ const BACKOFF: Duration = Duration::from_secs(1);
 const MAX_RESERVED_MEASUREMENTS: usize = 1 << 20;
 /// Most characters of a client's stderr kept in a failure's detail.
 const MAX_DETAIL_CHARS: usize = 500;
+/// Longest time between two progress lines in the log.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 /// One test's result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,7 +42,7 @@ pub struct Measurement {
     pub finished_at: SystemTime,
     /// Wall time of the test, retries included.
     pub duration_seconds: f64,
-    /// Cycle index of the round the test ran in.
+    /// Cycle index of the round the test belongs to.
     pub round: usize,
     pub outcome: Outcome,
 }
@@ -66,23 +74,26 @@ impl Measurement {
 /// What the measuring stage did.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
-    /// Every finished test, those of an abandoned round included.
+    /// Every finished or skipped test, in the order they ended.
     pub measurements: Vec<Measurement>,
-    /// Rounds measured whole.
+    /// Rounds of the plan whose planned tests all ran (or were skipped for a sick node).
     pub rounds_run: usize,
-    /// Planned rounds not measured whole: the budget ran out, or the run was told to stop.
+    /// Rounds of the plan with tests that were not run: the budget ran out, or the run was
+    /// told to stop.
     pub rounds_skipped: usize,
-    /// Why rounds were skipped, if they were.
+    /// Planned tests that were not run, for the same reasons.
+    pub tests_not_run: usize,
+    /// Why planned tests were not run, if some were not.
     pub stopped: Option<StopReason>,
 }
 
-/// Why a run measured fewer rounds than it planned.
+/// Why a run measured fewer tests than it planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StopReason {
     /// SIGTERM or SIGINT (a CronJob's deadline, Ctrl-C).
     Signal,
-    /// The next round would have ended after the run's --budget.
+    /// The next test would have ended after the run's --budget.
     Budget,
 }
 
@@ -102,99 +113,172 @@ pub struct Measure<'a, R> {
     /// The run's nodes; the schedule's indexes point here.
     pub nodes: &'a [Node],
     pub settings: &'a TestSettings,
-    pub concurrency: usize,
-    /// No round starts unless its estimate ends before this (tokio's clock, so tests can
+    pub pairing: Pairing,
+    /// No test starts unless it is expected to end before this (tokio's clock, so tests can
     /// pause it).
     pub deadline: Option<tokio::time::Instant>,
 }
 
 impl<R: ClientRunner> Measure<'_, R> {
-    /// Runs the planned rounds one after the other. When `stop` turns true (SIGTERM), the
-    /// round in progress is abandoned (its clients killed) and what was measured, including the
-    /// tests of that round that had finished, is returned.
+    /// Runs the planned tests, each as soon as its nodes are free (see [`dispatch`]), at most
+    /// `plan.lanes` at once. When `stop` turns true (SIGTERM), the tests in progress are
+    /// abandoned (their clients killed) and what was measured is returned.
     pub async fn run(&self, schedule: &Schedule, plan: &Plan, mut stop: watch::Receiver<bool>) -> Measured {
         let names: Vec<Arc<str>> = self.nodes.iter().map(|n| Arc::from(n.name.as_str())).collect();
         // Room for every planned test up front: growing by doubling would hold up to twice that.
         // Pages are only used as tests finish; the cap bounds what a run without --budget over a
         // huge mesh (millions of planned tests) reserves.
-        let planned = plan.tests(schedule);
         let mut measured = Measured {
-            measurements: Vec::with_capacity(planned.min(MAX_RESERVED_MEASUREMENTS)),
+            measurements: Vec::with_capacity(plan.tests.min(MAX_RESERVED_MEASUREMENTS)),
             ..Measured::default()
         };
-        for (i, round) in plan.rounds(schedule).enumerate() {
-            let rounds_left = plan.rounds - i;
-            if *stop.borrow() {
-                tracing::warn!(rounds_left, "stopping early: the run was told to stop");
-                measured.stop(StopReason::Signal, rounds_left);
-                break;
+        let exclusive = self.pairing == Pairing::Exclusive;
+        let mut dispatch = Dispatch::new(plan.planned(schedule), self.nodes.len(), exclusive, plan.lanes);
+        let mut running = FuturesUnordered::new();
+        let mut progress = Progress::new(plan.tests);
+        loop {
+            if measured.stopped.is_none() && *stop.borrow() {
+                measured.stopped = Some(StopReason::Signal);
             }
-            // The first round always starts: the plan fits the budget, and what discovery took
-            // before it (bounded by --api-timeout) would otherwise skip a round that fits exactly.
-            if let Some(deadline) = self.deadline
-                && i > 0
-                && tokio::time::Instant::now() + plan.round_estimate > deadline
-            {
-                tracing::warn!(
-                    rounds_left,
-                    "the run's budget is spent; the remaining rounds are skipped (raise --budget or lower --duration)"
-                );
-                measured.stop(StopReason::Budget, rounds_left);
-                break;
-            }
-            let started = Instant::now();
-            let mut tests = Vec::new();
-            let mut running = std::pin::pin!(
-                futures::stream::iter(round.pairs())
-                    .map(|pair| self.test(&names, round, pair))
-                    .buffer_unordered(self.concurrency.max(1))
-            );
-            let abandoned = loop {
-                tokio::select! {
-                    test = running.next() => match test {
-                        Some(test) => tests.push(test),
-                        None => break false,
-                    },
-                    _ = stop.wait_for(|stop| *stop) => break true,
+            while measured.stopped.is_none() && running.len() < plan.lanes {
+                // The first test always starts: the plan fits the budget, and what discovery took
+                // before it (bounded by --api-timeout) would otherwise skip a test that fits exactly.
+                if let Some(deadline) = self.deadline
+                    && !measured.measurements.is_empty() | !running.is_empty()
+                    && tokio::time::Instant::now() + plan.test_estimate > deadline
+                    && dispatch.has_pending()
+                {
+                    measured.stopped = Some(StopReason::Budget);
+                    break;
                 }
-            };
-            let failed = tests.iter().filter(|m| m.failure().is_some()).count();
-            if abandoned {
-                tracing::warn!(
-                    round = i + 1,
-                    finished = tests.len(),
-                    "stopping early: the run was told to stop; tests in progress are abandoned, finished ones kept"
-                );
-                measured.measurements.extend(tests);
-                measured.stop(StopReason::Signal, rounds_left);
+                match dispatch.next() {
+                    Some(Next::Start(test, lease)) => running.push(self.timed_test(&names, test, lease)),
+                    Some(Next::Skip(test, condemned)) => {
+                        if condemned.first {
+                            self.warn_condemned(&condemned);
+                        }
+                        measured.measurements.push(self.skipped(&names, test, &condemned));
+                        progress.tick(&measured.measurements);
+                    }
+                    None => break,
+                }
+            }
+            if running.is_empty() {
                 break;
             }
-            tracing::info!(
-                round = format!("{}/{}", i + 1, plan.rounds),
-                protocol = %round.protocol,
-                tests = tests.len(),
-                failed,
-                seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-                "round done"
-            );
-            measured.measurements.extend(tests);
-            measured.rounds_run += 1;
+            tokio::select! {
+                Some((test, lease, measurement)) = running.next() => {
+                    let ended = match measurement.failure() {
+                        None => Ended::Success,
+                        Some(failure) => Ended::Failure(failure.reason),
+                    };
+                    dispatch.finish(test, lease, ended);
+                    measured.measurements.push(measurement);
+                    progress.tick(&measured.measurements);
+                }
+                _ = stop.wait_for(|stop| *stop), if measured.stopped != Some(StopReason::Signal) => {
+                    tracing::warn!(
+                        running = running.len(),
+                        "stopping early: the run was told to stop; tests in progress are abandoned, finished ones kept"
+                    );
+                    measured.stopped = Some(StopReason::Signal);
+                    break;
+                }
+            }
         }
+        // Abandoned tests count as not run, like those never started.
+        drop(running);
+        measured.tests_not_run = plan.tests.saturating_sub(measured.measurements.len());
+        if measured.tests_not_run > 0 {
+            let mut left: HashMap<usize, isize> = HashMap::new();
+            for test in plan.planned(schedule) {
+                *left.entry(test.round).or_default() += 1;
+            }
+            for m in &measured.measurements {
+                *left.entry(m.round).or_default() -= 1;
+            }
+            measured.rounds_skipped = left.values().filter(|&&n| n > 0).count();
+            match measured.stopped {
+                Some(StopReason::Budget) => tracing::warn!(
+                    tests_left = measured.tests_not_run,
+                    "the run's budget is spent; the tests left are measured by the next runs' rotation \
+                     (raise --budget or lower --duration)"
+                ),
+                _ => tracing::warn!(tests_left = measured.tests_not_run, "stopped before the planned tests were done"),
+            }
+        }
+        measured.rounds_run = plan.rounds - measured.rounds_skipped;
+        progress.done(&measured.measurements);
         measured
     }
 
-    async fn test(&self, names: &[Arc<str>], round: Round, pair: Pair) -> Measurement {
+    async fn timed_test(&self, names: &[Arc<str>], test: PlannedTest, lease: Lease) -> (PlannedTest, Lease, Measurement) {
+        (test, lease, self.test(names, test).await)
+    }
+
+    fn warn_condemned(&self, condemned: &Condemned) {
+        let evidence: Vec<String> = condemned
+            .evidence
+            .iter()
+            .map(|&(peer, reason)| format!("{} ({reason})", self.nodes[peer].name))
+            .collect();
+        let side = match condemned.side {
+            Side::Source => "as a source: its tests towards",
+            Side::Destination => "as a destination: the tests from",
+        };
+        tracing::warn!(
+            node = %self.nodes[condemned.node].name,
+            "node failed {side} {} failed and none succeeded; its other tests {} are skipped in this run \
+             (reason 'skipped'); the next run tries again",
+            evidence.join(", "),
+            match condemned.side {
+                Side::Source => "from it",
+                Side::Destination => "to it",
+            }
+        );
+    }
+
+    fn skipped(&self, names: &[Arc<str>], test: PlannedTest, condemned: &Condemned) -> Measurement {
+        let node = &self.nodes[condemned.node].name;
+        let (side, peers) = match condemned.side {
+            Side::Source => ("source", "towards"),
+            Side::Destination => ("destination", "from"),
+        };
+        let evidence: Vec<String> = condemned
+            .evidence
+            .iter()
+            .map(|&(peer, reason)| format!("{} ({reason})", self.nodes[peer].name))
+            .collect();
+        Measurement {
+            source: names[test.pair.source].clone(),
+            destination: names[test.pair.destination].clone(),
+            protocol: test.protocol,
+            finished_at: SystemTime::now(),
+            duration_seconds: 0.0,
+            round: test.round,
+            outcome: Outcome::Failure(Failure::new(
+                FailureReason::Skipped,
+                format!(
+                    "not tried: {node} failed as a {side} earlier in this run (tests {peers} {}); the next run tries again",
+                    evidence.join(", ")
+                ),
+            )),
+        }
+    }
+
+    async fn test(&self, names: &[Arc<str>], test: PlannedTest) -> Measurement {
+        let (pair, protocol) = (test.pair, test.protocol);
         let source = &self.nodes[pair.source];
         let destination = &self.nodes[pair.destination];
         let credentials = destination.credentials.as_ref();
         let argv =
-            iperf3::client_argv(self.settings, round.protocol, &destination.address, destination.port, credentials);
+            iperf3::client_argv(self.settings, protocol, &destination.address, destination.port, credentials);
         let command = ClientCommand { argv: &argv, credentials };
         let started = Instant::now();
         let mut attempt = 0;
         let outcome = loop {
             let outcome = match self.runner.run(source, command, self.settings.timeout).await {
-                Ok(output) => judge(round.protocol, &output),
+                Ok(output) => judge(protocol, &output),
                 Err(RunError::Timeout(_)) => Err(Failure::new(
                     FailureReason::Timeout,
                     format!(
@@ -215,10 +299,10 @@ impl<R: ClientRunner> Measure<'_, R> {
         let measurement = Measurement {
             source: names[pair.source].clone(),
             destination: names[pair.destination].clone(),
-            protocol: round.protocol,
+            protocol,
             finished_at: SystemTime::now(),
             duration_seconds: started.elapsed().as_secs_f64(),
-            round: round.index,
+            round: test.round,
             outcome: match outcome {
                 Ok(result) => Outcome::Success(result),
                 Err(failure) => Outcome::Failure(failure),
@@ -296,10 +380,45 @@ fn judge(protocol: Protocol, output: &ClientOutput) -> Result<TestResult, Failur
     }
 }
 
-impl Measured {
-    fn stop(&mut self, reason: StopReason, rounds_left: usize) {
-        self.stopped = Some(reason);
-        self.rounds_skipped = rounds_left;
+/// Progress lines in the log: at every tenth of the planned tests, and at least every
+/// [`PROGRESS_EVERY`], so a long run shows it is alive.
+#[derive(Debug)]
+struct Progress {
+    planned: usize,
+    started: Instant,
+    last: Instant,
+    next_tenth: usize,
+}
+
+impl Progress {
+    fn new(planned: usize) -> Self {
+        let now = Instant::now();
+        Progress { planned, started: now, last: now, next_tenth: 1 }
+    }
+
+    fn tick(&mut self, done: &[Measurement]) {
+        let tenth = done.len() * 10 / self.planned.max(1);
+        if tenth >= self.next_tenth || self.last.elapsed() >= PROGRESS_EVERY {
+            self.next_tenth = tenth + 1;
+            self.log(done, "progress");
+        }
+    }
+
+    fn done(&mut self, done: &[Measurement]) {
+        self.log(done, "measuring done");
+    }
+
+    fn log(&mut self, done: &[Measurement], message: &str) {
+        self.last = Instant::now();
+        let failed = done.iter().filter(|m| m.failure().is_some_and(|f| f.reason != FailureReason::Skipped)).count();
+        let skipped = done.iter().filter(|m| m.failure().is_some_and(|f| f.reason == FailureReason::Skipped)).count();
+        tracing::info!(
+            tests = format!("{}/{}", done.len(), self.planned),
+            failed,
+            skipped,
+            seconds = format!("{:.1}", self.started.elapsed().as_secs_f64()),
+            "{message}"
+        );
     }
 }
 
@@ -326,6 +445,8 @@ mod tests {
     struct FakeRunner {
         answers: HashMap<String, Vec<Result<ClientOutput, &'static str>>>,
         calls: Mutex<Vec<(String, Vec<String>)>>,
+        /// (source node, destination address, start, end) of every attempt.
+        spans: Mutex<Vec<(String, String, tokio::time::Instant, tokio::time::Instant)>>,
     }
 
     const TCP_OK: &str = r#"{"end":{"streams":[],"sum_sent":{"bits_per_second":8e6,"retransmits":0},"sum_received":{"bits_per_second":8e6}}}"#;
@@ -353,8 +474,14 @@ mod tests {
                 calls.push((node.name.clone(), argv.to_vec()));
                 calls.iter().filter(|(_, a)| a[2] == address).count() - 1
             };
-            match self.answers.get(&address).and_then(|a| a.get(call).or(a.last())) {
-                None => Ok(output(TCP_OK, 0)),
+            let started = tokio::time::Instant::now();
+            // A test that succeeds takes its --time.
+            let seconds: u64 = argv.iter().position(|a| a == "--time").map_or(1, |i| argv[i + 1].parse().unwrap());
+            let answer = match self.answers.get(&address).and_then(|a| a.get(call).or(a.last())) {
+                None => {
+                    tokio::time::sleep(Duration::from_secs(seconds)).await;
+                    Ok(output(TCP_OK, 0))
+                }
                 Some(Ok(out)) => Ok(out.clone()),
                 Some(Err("timeout")) => Err(RunError::Timeout(timeout)),
                 Some(Err("hang")) => {
@@ -362,7 +489,10 @@ mod tests {
                     Err(RunError::Timeout(timeout))
                 }
                 Some(Err(other)) => Err(RunError::Spawn(other.to_string())),
-            }
+            };
+            let ended = tokio::time::Instant::now();
+            self.spans.lock().unwrap().push((node.name.clone(), address, started, ended));
+            answer
         }
     }
 
@@ -376,6 +506,7 @@ mod tests {
             duration: Duration::from_secs(1),
             udp_bitrate: "1M".into(),
             parallel: 1,
+            connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(3),
         }
     }
@@ -387,11 +518,11 @@ mod tests {
             Schedule::new(Topology::Mesh { nodes: n, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (_tx, stop) = watch::channel(false);
-        let measure = Measure { runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
+        let measure = Measure { runner, nodes: &nodes, settings: &settings, pairing: Pairing::Duplex, deadline: None };
         measure.run(&schedule, &plan, stop).await
     }
 
-    /// A TCP mesh of `n` nodes, 1-s tests (2-s waves), `concurrency` at once, planned as run
+    /// A TCP mesh of `n` nodes, 1-s tests (1.1 s planned), `concurrency` at once, planned as run
     /// `run` within `budget`, measured once `discovery` of the budget has passed.
     async fn measure_budgeted(
         runner: &FakeRunner,
@@ -409,7 +540,7 @@ mod tests {
         let deadline = Some(tokio::time::Instant::now() + budget);
         tokio::time::advance(discovery).await;
         let (_tx, stop) = watch::channel(false);
-        let measure = Measure { runner, nodes: &nodes, settings: &settings, concurrency, deadline };
+        let measure = Measure { runner, nodes: &nodes, settings: &settings, pairing: Pairing::Duplex, deadline };
         (plan, measure.run(&schedule, &plan, stop).await)
     }
 
@@ -518,7 +649,8 @@ mod tests {
         let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (tx, stop) = watch::channel(false);
         tx.send(true).unwrap();
-        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
+        let measure =
+            Measure { runner: &runner, nodes: &nodes, settings: &settings, pairing: Pairing::Duplex, deadline: None };
         let measured = measure.run(&schedule, &plan, stop).await;
         assert_eq!((measured.rounds_run, measured.rounds_skipped), (0, 3));
         assert_eq!(measured.stopped, Some(StopReason::Signal));
@@ -539,41 +671,75 @@ mod tests {
             tx.send(true).unwrap();
             std::future::pending::<()>().await;
         });
-        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, concurrency: 8, deadline: None };
+        let measure =
+            Measure { runner: &runner, nodes: &nodes, settings: &settings, pairing: Pairing::Duplex, deadline: None };
         let measured = measure.run(&schedule, &plan, stop).await;
-        // Round 1 is n0→n1, n1→n2, n2→n3, n3→n0: all but the hanging test towards n1 finished.
+        // No barrier between rounds: by then every test finished but those waiting for the
+        // hanging n0→n1 (the other tests to n1 and from n0).
         assert_eq!((measured.rounds_run, measured.rounds_skipped), (0, 3));
         assert_eq!(measured.stopped, Some(StopReason::Signal));
-        let mut finished: Vec<_> = measured.measurements.iter().map(|m| &*m.destination).collect();
-        finished.sort_unstable();
-        assert_eq!(finished, ["n0", "n2", "n3"]);
+        assert_eq!(measured.tests_not_run, 5);
+        assert_eq!(measured.measurements.len(), 7);
+        assert!(measured.measurements.iter().all(|m| &*m.source != "n0" && &*m.destination != "n1"));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn rounds_that_no_longer_fit_the_budget_are_skipped_and_reported() {
+    async fn tests_that_no_longer_fit_the_budget_are_left_and_reported() {
         let mut runner = FakeRunner::default();
-        // Every test towards n1 hangs until --test-timeout (3s), so round 1 takes 3s, not 2s.
+        // Every test towards n1 hangs until --test-timeout (3 s).
         runner.answers.insert("a1".into(), vec![Err("hang")]);
         let (plan, measured) = measure_budgeted(&runner, 4, 8, Duration::from_secs(6), 0, Duration::ZERO).await;
-        assert_eq!(plan.rounds, 3);
-        // Rounds 1 (0-3s) and 2 (3-6s) ran; round 3 would end at 8s > 6s.
-        assert_eq!((measured.rounds_run, measured.rounds_skipped), (2, 1));
+        assert_eq!((plan.tests, plan.rounds), (12, 3));
+        // n0→n1 hangs 0-3 s, n3→n1 3-6 s; n2→n1 would start at 6 s and end after the budget.
+        // Every other test ran, the hanging ones holding up no one else.
         assert_eq!(measured.stopped, Some(StopReason::Budget));
-        assert_eq!(measured.measurements.len(), 8);
+        assert_eq!((measured.measurements.len(), measured.tests_not_run), (11, 1));
+        assert_eq!((measured.rounds_run, measured.rounds_skipped), (2, 1));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_run_of_a_split_round_measures_only_its_part() {
+    async fn a_run_measures_its_slice_of_the_cycle_whole_rounds_or_not() {
         let runner = FakeRunner::default();
-        // 10 tests, 2 at once: 5 waves of 2s; 4s hold 2 waves: parts of 4, 4 and 2 tests.
+        // 10 tests a round, 2 at once, 1.1 s each: a 4-s budget holds 3 waves, 6 tests. Run 2
+        // measures tests 12..18 of the cycle: the third to eighth test of round 2.
         let (plan, measured) = measure_budgeted(&runner, 10, 2, Duration::from_secs(4), 2, Duration::ZERO).await;
-        assert_eq!((plan.round_parts, plan.part, plan.rounds), (3, 2, 1));
+        assert_eq!((plan.first_test, plan.tests, plan.cycle_runs), (12, 6, 15));
         assert_eq!((measured.rounds_run, measured.rounds_skipped, measured.stopped), (1, 0, None));
         let mut sources: Vec<&str> = measured.measurements.iter().map(|m| &*m.source).collect();
         sources.sort_unstable();
-        // Round 1 pairs node i with i+1; its third part is the last two tests.
-        assert_eq!(sources, ["n8", "n9"]);
-        assert!(measured.measurements.iter().all(|m| m.round == 0));
+        assert_eq!(sources, ["n2", "n3", "n4", "n5", "n6", "n7"]);
+        assert!(measured.measurements.iter().all(|m| m.round == 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_server_costs_the_mesh_about_one_timeout_and_its_pairs_are_reported() {
+        let mut runner = FakeRunner::default();
+        runner.answers.insert("a3".into(), vec![Err("hang")]);
+        let started = tokio::time::Instant::now();
+        let measured = measure(&runner, 8).await;
+        let wall = started.elapsed();
+        // Lower bound 7 s (1-s tests); two tries towards n3 of 3 s each, on two other nodes.
+        assert!(wall <= Duration::from_secs(7 + 3), "{wall:?}");
+        let to_sick: Vec<&Measurement> = measured.measurements.iter().filter(|m| &*m.destination == "n3").collect();
+        let reasons: Vec<FailureReason> = to_sick.iter().map(|m| m.failure().unwrap().reason).collect();
+        assert_eq!(reasons.len(), 7, "every pair towards the sick node is reported");
+        assert_eq!(reasons.iter().filter(|r| **r == FailureReason::Timeout).count(), 2);
+        assert_eq!(reasons.iter().filter(|r| **r == FailureReason::Skipped).count(), 5);
+        let skipped = to_sick.iter().find(|m| m.failure().unwrap().reason == FailureReason::Skipped).unwrap();
+        assert!(skipped.failure().unwrap().detail.contains("n3 failed as a destination"), "{skipped:?}");
+        // The sick node still sends, and every other pair succeeded.
+        let others = measured.measurements.iter().filter(|m| &*m.destination != "n3");
+        assert!(others.clone().all(|m| m.result().is_some()));
+        assert_eq!(others.count(), 56 - 7);
+        // No node ever sent two tests at once, or received two, also while a test hung.
+        let spans = runner.spans.lock().unwrap();
+        for (i, a) in spans.iter().enumerate() {
+            for b in &spans[i + 1..] {
+                let overlap = a.2 < b.3 && b.2 < a.3;
+                assert!(!(overlap && a.0 == b.0), "{} sent two tests at once", a.0);
+                assert!(!(overlap && a.1 == b.1), "{} received two tests at once", a.1);
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

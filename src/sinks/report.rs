@@ -185,24 +185,17 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
     );
     let _ = writeln!(
         out,
-        "this run: {} of {} rounds in the cycle, starting at round {}; about {:.0}s per round, {:.0}s in all{}",
-        plan.rounds,
+        "this run: {} of {} tests in the cycle ({} rounds), from test {} (round {}); {} at once, about {:.1}s per test, {:.0}s in all{}",
+        plan.tests,
+        plan.cycle_tests,
         plan.cycle_rounds,
+        plan.first_test + 1,
         plan.first_round + 1,
-        plan.round_estimate.as_secs_f64(),
+        plan.lanes,
+        plan.test_estimate.as_secs_f64(),
         plan.estimate().as_secs_f64(),
         dry.budget_seconds.map_or(String::new(), |b| format!(" (budget {b}s)")),
     );
-    if plan.round_parts > 1 {
-        let _ = writeln!(
-            out,
-            "one round is longer than the budget at this concurrency: rounds are split into {} parts, one per run; \
-             this run measures part {} of round {} (raise --concurrency to measure whole rounds)",
-            plan.round_parts,
-            plan.part + 1,
-            plan.first_round + 1,
-        );
-    }
     let _ = writeln!(
         out,
         "coverage: every pair is measured once every {} run(s), i.e. every {:.0}s at an interval of {}s",
@@ -210,25 +203,33 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         plan.cycle_runs as f64 * dry.interval_seconds as f64,
         dry.interval_seconds,
     );
-    for (i, round) in plan.rounds(schedule).enumerate() {
-        if i == LISTED_ROUNDS {
-            let _ = writeln!(out, "… and {} more rounds", plan.rounds - LISTED_ROUNDS);
+    // The run's tests, round by round: the first pairs of each round and how many more.
+    let mut planned = plan.planned(schedule).peekable();
+    let mut listed = 0;
+    while let Some(first) = planned.peek().copied() {
+        if listed == LISTED_ROUNDS {
+            let rounds_left = plan.rounds - LISTED_ROUNDS;
+            let _ = writeln!(out, "… and {rounds_left} more rounds");
             break;
         }
-        let pairs: Vec<String> = round
-            .pairs()
-            .take(LISTED_PAIRS)
-            .map(|p| format!("{}→{}", node_names[p.source], node_names[p.destination]))
-            .collect();
-        let more = plan.tests(schedule).saturating_sub(LISTED_PAIRS);
+        let mut pairs = Vec::new();
+        let mut count = 0;
+        while let Some(test) = planned.next_if(|t| t.round == first.round) {
+            if pairs.len() < LISTED_PAIRS {
+                pairs.push(format!("{}→{}", node_names[test.pair.source], node_names[test.pair.destination]));
+            }
+            count += 1;
+        }
+        let more = count - pairs.len();
         let _ = writeln!(
             out,
             "round {} ({}): {}{}",
-            round.index + 1,
-            round.protocol,
+            first.round + 1,
+            first.protocol,
             pairs.join(", "),
             if more > 0 { format!(", … and {more} more") } else { String::new() }
         );
+        listed += 1;
     }
     out
 }

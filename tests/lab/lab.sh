@@ -2,7 +2,7 @@
 # A multi-node lab on one machine: N network namespaces joined by a bridge, each running
 # `iperf3 -s`, each node shaped to its own known rate.
 #
-#   tests/lab/lab.sh up NAME --rates 40,60,80,100 [--subnet S] [--udp-loss NODE:PROBABILITY]... [--shared-ack-queue] [--auth USER:PASSWORD]
+#   tests/lab/lab.sh up NAME --rates 40,60,80,100 [--subnet S] [--udp-loss NODE:PROBABILITY]... [--shared-ack-queue] [--auth USER:PASSWORD] [--cpu-quota CPUS]
 #   tests/lab/lab.sh down NAME
 #
 # `up` prints the path of an inventory file for `iperf3-monitor run --inventory`. Node i is
@@ -20,12 +20,21 @@
 # here).
 # --auth starts every server with RSA authentication: a fresh key pair and an authorized users
 # file with USER and PASSWORD in STATE/auth/ (the clients need STATE/auth/public.pem).
+# --cpu-quota gives each node a CPU cgroup of its own, capped at CPUS CPUs (e.g. 0.25; period
+# 100 ms, as a Kubernetes CPU limit), holding the node's server and every client the job starts
+# on it: the inventory's client_command first moves itself into the node's cgroup, then enters
+# its namespace. cgroup v2 (cpu.max) or v1 (cpu.cfs_quota_us), whichever has the cpu controller.
 #
 # Only addresses in 198.18.0.0/15, inside namespaces this script makes, carry lab traffic.
 set -euo pipefail
 
 PORT=5201
 STATE_ROOT=${IPERF3_MONITOR_LAB_STATE:-/run/iperf3-monitor-lab}
+CPU_PERIOD_US=100000
+# `sh -c "$ENTER_CGROUP" PROCS COMMAND...`: joins the cgroup whose cgroup.procs is PROCS, then
+# becomes COMMAND (argv untouched; children stay in the cgroup).
+# shellcheck disable=SC2016 # expanded by that sh, not here
+ENTER_CGROUP='echo $$ >"$0" && exec "$@"'
 
 usage() {
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -44,6 +53,16 @@ check_name() {
         echo "lab.sh: NAME '$1' must be 1-8 lowercase letters or digits, starting with a letter" >&2
         exit 2
     fi
+}
+
+# cpu_cgroups: one line `VERSION DIR` for each hierarchy with the cpu controller (v2: cgroup2 with
+# cpu in cgroup.controllers; v1: a cgroup mount with the cpu option), the preferred first.
+cpu_cgroups() {
+    local dir
+    while read -r dir; do
+        grep -qw cpu "$dir/cgroup.controllers" 2>/dev/null && echo "2 $dir"
+    done < <(awk '$3 == "cgroup2" {print $2}' /proc/self/mounts)
+    awk '$3 == "cgroup" && $4 ~ /(^|,)cpu(,|$)/ {print "1 " $2}' /proc/self/mounts
 }
 
 # shape DEV RATE_MBIT [ip -n NS]: htb with the node's rate as the default class and, unless
@@ -66,7 +85,7 @@ shape() {
 up() {
     local name=$1
     shift
-    local rates="" subnet=0 losses=() auth=""
+    local rates="" subnet=0 losses=() auth="" cpu_quota=""
     SHARED_ACK_QUEUE=0
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -75,6 +94,7 @@ up() {
             --udp-loss) losses+=("$2"); shift 2 ;;
             --shared-ack-queue) SHARED_ACK_QUEUE=1; shift ;;
             --auth) auth=$2; shift 2 ;;
+            --cpu-quota) cpu_quota=$2; shift 2 ;;
             *) usage ;;
         esac
     done
@@ -83,6 +103,14 @@ up() {
     IFS=, read -r -a rate_list <<<"$rates"
     local n=${#rate_list[@]}
     [[ $n -ge 1 && $n -le 250 ]] || { echo "lab.sh: --rates lists 1 to 250 nodes" >&2; exit 2; }
+    local quota_us="" cgroup_version="" cgroup=""
+    if [[ -n $cpu_quota ]]; then
+        [[ $cpu_quota =~ ^[0-9]*\.?[0-9]+$ ]] && quota_us=$(awk -v c="$cpu_quota" -v p="$CPU_PERIOD_US" 'BEGIN {printf "%d", c * p}')
+        [[ ${quota_us:-0} -ge 1000 ]] || { echo "lab.sh: --cpu-quota is a number of CPUs, at least 0.01" >&2; exit 2; }
+        read -r cgroup_version cgroup < <(cpu_cgroups) || true
+        [[ -n $cgroup ]] || { echo "lab.sh: --cpu-quota needs the cgroup cpu controller (v2 or v1)" >&2; exit 2; }
+        cgroup=$cgroup/iperf3-monitor-lab-$name
+    fi
 
     down "$name" 2>/dev/null || true
     local state=$STATE_ROOT/$name
@@ -102,13 +130,21 @@ up() {
             >"$state/auth/users.csv"
         server_auth=(--rsa-private-key-path "$state/auth/private.pem" --authorized-users-path "$state/auth/users.csv")
     fi
+    if [[ -n $cgroup ]]; then
+        mkdir "$cgroup"
+        # v2: a cgroup's children get the cpu controller only when its parent hands it down.
+        if [[ $cgroup_version -eq 2 ]]; then
+            grep -qw cpu "${cgroup%/*}/cgroup.subtree_control" || echo +cpu >"${cgroup%/*}/cgroup.subtree_control"
+            echo +cpu >"$cgroup/cgroup.subtree_control"
+        fi
+    fi
 
     local bridge=${name}br
     ip link add "$bridge" type bridge
     ip addr add "198.18.$subnet.254/24" dev "$bridge"
     ip link set "$bridge" up
     {
-        echo "# lab $name: rates ${rates} Mbit/s"
+        echo "# lab $name: rates ${rates} Mbit/s${cpu_quota:+, $cpu_quota CPU per node (cgroup v$cgroup_version)}"
         echo "nodes:"
     } >"$state/inventory.yaml"
     for ((i = 1; i <= n; i++)); do
@@ -121,13 +157,26 @@ up() {
         ip -n "$ns" link set eth0 up
         shape eth0 "$rate" "$ns"
         shape "$host_if" "$rate"
-        ip netns exec "$ns" iperf3 --server --port "$PORT" --daemon \
+        # In the node's cgroup before its namespace: `ip netns exec` mounts a /sys of its own.
+        local enter=() client_command="ip, netns, exec, $ns"
+        if [[ -n $cgroup ]]; then
+            mkdir "$cgroup/n$i"
+            if [[ $cgroup_version -eq 2 ]]; then
+                echo "$quota_us $CPU_PERIOD_US" >"$cgroup/n$i/cpu.max"
+            else
+                echo "$CPU_PERIOD_US" >"$cgroup/n$i/cpu.cfs_period_us"
+                echo "$quota_us" >"$cgroup/n$i/cpu.cfs_quota_us"
+            fi
+            enter=(sh -c "$ENTER_CGROUP" "$cgroup/n$i/cgroup.procs")
+            client_command="sh, -c, '$ENTER_CGROUP', $cgroup/n$i/cgroup.procs, $client_command"
+        fi
+        "${enter[@]}" ip netns exec "$ns" iperf3 --server --port "$PORT" --daemon \
             --pidfile "$state/n$i.pid" --logfile "$state/n$i.log" "${server_auth[@]}"
         cat >>"$state/inventory.yaml" <<EOF
   - name: n$i
     address: 198.18.$subnet.$i
     port: $PORT
-    client_command: [ip, netns, exec, $ns]
+    client_command: [$client_command]
 EOF
     done
     for loss in "${losses[@]}"; do
@@ -168,6 +217,20 @@ down() {
         ip link del "$link" 2>/dev/null || true
     done
     ip link del "${name}br" 2>/dev/null || true
+    # The nodes' CPU cgroups, once the processes killed above are gone (rmdir fails before).
+    local cgroup leaf
+    while read -r _ cgroup; do
+        cgroup=$cgroup/iperf3-monitor-lab-$name
+        [[ -d $cgroup ]] || continue
+        for leaf in "$cgroup"/n*/ "$cgroup"/; do
+            [[ -d $leaf ]] || continue
+            xargs -r kill -9 <"$leaf/cgroup.procs" 2>/dev/null || true
+            for _ in $(seq 50); do
+                rmdir "$leaf" 2>/dev/null && break
+                sleep 0.1
+            done
+        done
+    done < <(cpu_cgroups)
     rm -rf "$state"
 }
 

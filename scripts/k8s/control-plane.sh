@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on this machine (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, built by scripts/k8s/build.sh) and kwok nodes for it.
+#
+#   scripts/k8s/control-plane.sh up NAME [--address ADDR] [--port PORT] [--apiserver-arg ARG]...
+#   scripts/k8s/control-plane.sh add-node NAME NODE --ip IP [--netns NS] [--cidr CIDR]
+#                                [--label KEY=VALUE]... [--config FILE]...
+#   scripts/k8s/control-plane.sh env NAME
+#   scripts/k8s/control-plane.sh down NAME
+#
+# `up` prints the API server's URL and, on its last line, the path of an admin kubeconfig.
+# The API server listens on ADDR only (default 127.0.0.1); for nodes in a lab's network
+# namespaces give the lab bridge's host address (198.18.S.254), the one address both this
+# machine and the namespaces reach. `add-node` registers Node NODE and starts a kwok for it,
+# inside NS when given (then every command exec'd into its pods runs in NS), serving the
+# kubelet API on IP:10250. `env` prints shell exports (KUBECONFIG, PATH with kubectl).
+# `down` stops everything `up` and `add-node` started, by PID, and removes the state.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STATE_ROOT=${IPERF3_MONITOR_K8S_STATE:-/dev/shm/iperf3-monitor-k8s}
+# Lab ranges only (RFC 2544 benchmarking addresses): Services in 198.19.255.0/24, the
+# `kubernetes` Service at its first address; pods of node 198.18.S.i get 198.19.i.0/24.
+SERVICE_CIDR=198.19.255.0/24
+SERVICE_IP=198.19.255.1
+KUBELET_PORT=10250
+
+usage() {
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+die() {
+    echo "control-plane.sh: $*" >&2
+    exit 1
+}
+
+check_name() {
+    [[ $1 =~ ^[a-z][a-z0-9-]{0,30}$ ]] || die "NAME '$1' must be lowercase letters, digits and '-'"
+}
+
+# A free TCP port on ADDR, from the kernel; nothing else binds it in the moment before we do.
+free_port() {
+    python3 -c 'import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
+}
+
+# wait_for WHAT SECONDS COMMAND...: retries COMMAND every 0.2 s until it succeeds.
+wait_for() {
+    local what=$1 seconds=$2
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            echo "control-plane.sh: $what not ready after ${seconds} s" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# start STATE NAME COMMAND...: runs COMMAND in its own session (so that a Ctrl-C or the end
+# of the caller's process group does not take it down half-way), logging to logs/NAME.log.
+start() {
+    local state=$1 name=$2
+    shift 2
+    setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
+    echo $! >"$state/pids/$name.pid"
+}
+
+# issue STATE NAME SUBJECT EXTENSIONS: an EC key and a certificate signed by the lab's CA.
+issue() {
+    local pki=$1/pki name=$2 subject=$3 extensions=$4
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$pki/$name.key" -subj "$subject" -out "$pki/$name.csr" 2>/dev/null
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+        -CAcreateserial -days 30 -out "$pki/$name.crt" \
+        -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n%s\n' "$extensions") 2>/dev/null
+    rm "$pki/$name.csr"
+}
+
+# kubeconfig STATE NAME USER: a kubeconfig with the CA and NAME's client certificate embedded,
+# so that any client (kubectl, kwok, a Rust test) can read it without the files beside it.
+kubeconfig() {
+    local state=$1 name=$2 user=$3
+    local pki=$state/pki
+    cat >"$state/$name.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: $(cat "$state/server")
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$pki/$name.crt")
+    client-key-data: $(base64 -w0 "$pki/$name.key")
+contexts:
+- name: lab
+  context: {cluster: lab, user: $user}
+current-context: lab
+EOF
+}
+
+curl_api() {
+    local state=$1 path=$2
+    local pki=$state/pki
+    curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+        "$(cat "$state/server")$path"
+}
+
+# shellcheck disable=SC2317,SC2329 # called by the EXIT trap
+up_failed() {
+    local state=$STATE_ROOT/$UP_NAME
+    echo "control-plane.sh: starting $UP_NAME failed; its logs are in $state.failed-logs" >&2
+    rm -rf "$state.failed-logs"
+    cp -r "$state/logs" "$state.failed-logs" 2>/dev/null || true
+    down "$UP_NAME"
+}
+
+up() {
+    local name=$1
+    shift
+    local address=127.0.0.1 port="" extra=()
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --address) address=$2; shift 2 ;;
+            --port) port=$2; shift 2 ;;
+            --apiserver-arg) extra+=("$2"); shift 2 ;;
+            *) usage ;;
+        esac
+    done
+    case $address in
+        127.0.0.1) ;;
+        198.1[89].*) [[ $(ip -o -4 addr show) == *" inet $address/"* ]] || die "no interface has the address $address" ;;
+        *) die "--address must be 127.0.0.1 or a lab (198.18.0.0/15) address of this machine, not $address" ;;
+    esac
+
+    local bin
+    bin=$("$here/build.sh" | tail -n 1)
+    down "$name" 2>/dev/null || true
+    local state=$STATE_ROOT/$name
+    mkdir -p "$state"/{pki,logs,pids,etcd}
+    chmod 700 "$state"
+    echo "$bin" >"$state/bin"
+    # Whatever fails below (set -e may exit from any function), leave nothing running; keep
+    # the logs, which say why.
+    UP_NAME=$name
+    trap up_failed EXIT
+
+    [[ -n $port ]] || port=$(free_port "$address")
+    echo "https://$address:$port" >"$state/server"
+    local etcd_port etcd_peer_port kcm_port scheduler_port
+    etcd_port=$(free_port 127.0.0.1)
+    etcd_peer_port=$(free_port 127.0.0.1)
+    kcm_port=$(free_port 127.0.0.1)
+    scheduler_port=$(free_port 127.0.0.1)
+
+    # Certificates: one CA for everything; the API server's serving certificate names every
+    # address a client may use (this machine's, and the `kubernetes` Service's for pods).
+    local pki=$state/pki
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$pki/ca.key" -out "$pki/ca.crt" -subj "/CN=iperf3-monitor-lab-ca-$name" -days 30 \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    local sans="IP:$address,IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes"
+    sans+=",DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    issue "$state" apiserver "/CN=kube-apiserver" \
+        "extendedKeyUsage=serverAuth"$'\n'"subjectAltName=$sans"
+    issue "$state" admin "/O=system:masters/CN=lab-admin" "extendedKeyUsage=clientAuth"
+    issue "$state" controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+    issue "$state" scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+    # The identity the API server presents to kubelets (kwok) for exec, logs and port-forward.
+    issue "$state" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+        "extendedKeyUsage=clientAuth"
+    openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+    for k in admin controller-manager scheduler; do
+        kubeconfig "$state" "$k" "$k"
+    done
+
+    # etcd's data only lives as long as the cluster: tmpfs (the state directory is under
+    # /dev/shm by default) and no fsync, as envtest runs it.
+    start "$state" etcd "$bin/etcd" --name="$name" --data-dir="$state/etcd" \
+        --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+        --listen-peer-urls="http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer_port" \
+        --initial-cluster="$name=http://127.0.0.1:$etcd_peer_port" \
+        --unsafe-no-fsync --log-level=warn
+    wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+    start "$state" kube-apiserver "$bin/kube-apiserver" \
+        --etcd-servers="http://127.0.0.1:$etcd_port" \
+        --bind-address="$address" --advertise-address="$address" --secure-port="$port" \
+        --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+        --client-ca-file="$pki/ca.crt" \
+        --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+        --service-cluster-ip-range="$SERVICE_CIDR" \
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+        --allow-privileged=true \
+        --kubelet-preferred-address-types=InternalIP \
+        --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+        --profiling=false \
+        "${extra[@]}"
+    wait_for kube-apiserver 60 curl_api "$state" /readyz
+
+    start "$state" kube-controller-manager "$bin/kube-controller-manager" \
+        --kubeconfig="$state/controller-manager.kubeconfig" \
+        --authentication-kubeconfig="$state/controller-manager.kubeconfig" \
+        --authorization-kubeconfig="$state/controller-manager.kubeconfig" \
+        --bind-address=127.0.0.1 --secure-port="$kcm_port" --cert-dir="$state/controller-manager" \
+        --leader-elect=false --use-service-account-credentials=true \
+        --root-ca-file="$pki/ca.crt" --service-account-private-key-file="$pki/sa.key" \
+        --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
+        --service-cluster-ip-range="$SERVICE_CIDR" \
+        --profiling=false
+    start "$state" kube-scheduler "$bin/kube-scheduler" \
+        --kubeconfig="$state/scheduler.kubeconfig" \
+        --authentication-kubeconfig="$state/scheduler.kubeconfig" \
+        --authorization-kubeconfig="$state/scheduler.kubeconfig" \
+        --bind-address=127.0.0.1 --secure-port="$scheduler_port" --cert-dir="$state/scheduler" \
+        --leader-elect=false --profiling=false
+    wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
+    wait_for kube-scheduler 60 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
+    # Pods can be created in a namespace once its `default` ServiceAccount exists: the sign
+    # that the controllers work, and what a caller's first pod needs.
+    wait_for "ServiceAccount default/default" 60 curl_api "$state" /api/v1/namespaces/default/serviceaccounts/default
+    trap - EXIT
+    rm -rf "$state.failed-logs"
+    echo "api-server: $(cat "$state/server")"
+    echo "$state/admin.kubeconfig"
+}
+
+add_node() {
+    local name=$1 node=$2
+    shift 2
+    local ip="" netns="" cidr="" labels=() configs=()
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --ip) ip=$2; shift 2 ;;
+            --netns) netns=$2; shift 2 ;;
+            --cidr) cidr=$2; shift 2 ;;
+            --label) labels+=("$2"); shift 2 ;;
+            --config) configs+=("$2"); shift 2 ;;
+            *) usage ;;
+        esac
+    done
+    local state=$STATE_ROOT/$name
+    [[ -f $state/server ]] || die "no control plane '$name' (run up first)"
+    [[ $node =~ ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ ]] || die "NODE '$node' is not a valid node name"
+    [[ $ip == 198.1[89].* ]] || die "--ip must be a lab address (198.18.0.0/15), not '$ip'"
+    # kwok's default pod CIDR is 10.0.0.0/24: never let it pick that.
+    [[ -n $cidr ]] || cidr=198.19.${ip##*.}.0/24
+    [[ $cidr == 198.1[89].* ]] || die "--cidr must be in 198.18.0.0/15, not '$cidr'"
+    local bin
+    bin=$(cat "$state/bin")
+    local run=()
+    if [[ -n $netns ]]; then
+        [[ $(ip -n "$netns" -o -4 addr show) == *" inet $ip/"* ]] || die "namespace $netns has no address $ip"
+        # kwok in the namespace must reach the API server from there.
+        local server_address
+        server_address=$(sed 's#https://\(.*\):[0-9]*$#\1#' "$state/server")
+        [[ $server_address != 127.* ]] ||
+            die "the API server listens on $server_address, which namespace $netns cannot reach; up with --address of the lab bridge"
+        run=(ip netns exec "$netns")
+    fi
+
+    # The node's labels as a kubelet would set them; no taint, so DaemonSets land.
+    local label_lines="    kubernetes.io/hostname: $node"$'\n'"    kubernetes.io/os: linux"$'\n'"    kubernetes.io/arch: amd64"
+    for label in "${labels[@]}"; do
+        label_lines+=$'\n'"    ${label%%=*}: \"${label#*=}\""
+    done
+    "$bin/kubectl" --kubeconfig="$state/admin.kubeconfig" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $node
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+$label_lines
+EOF
+
+    # kwok's stages (from its module, copied by build.sh): nodes become Ready and keep a lease;
+    # pods become Running, a Job's pods Succeeded. ClusterExec: pods/exec runs the command
+    # locally, that is, in the namespace kwok runs in.
+    local config=$state/kwok-$node.yaml
+    {
+        for f in "$bin"/../kwok-stages/node-*.yaml; do cat "$f"; echo "---"; done
+        if [[ ${#configs[@]} -eq 0 ]]; then
+            for f in "$bin"/../kwok-stages/pod-*.yaml; do cat "$f"; echo "---"; done
+            cat <<EOF
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterExec
+metadata:
+  name: local
+spec:
+  execs:
+  - local: {}
+EOF
+        else
+            for f in "${configs[@]}"; do cat "$f"; echo "---"; done
+        fi
+    } >"$config"
+    start "$state" "kwok-$node" "${run[@]}" "$bin/kwok" --config="$config" \
+        --kubeconfig="$state/admin.kubeconfig" --manage-single-node="$node" \
+        --node-ip="$ip" --node-name="$node" --node-port="$KUBELET_PORT" \
+        --server-address="$ip:$KUBELET_PORT" --cidr="$cidr"
+    if ! "$bin/kubectl" --kubeconfig="$state/admin.kubeconfig" wait --for=condition=Ready "node/$node" --timeout=60s >/dev/null; then
+        tail -n 20 "$state/logs/kwok-$node.log" >&2
+        die "node $node not Ready"
+    fi
+    echo "node $node Ready at $ip (kwok pid $(cat "$state/pids/kwok-$node.pid"))"
+}
+
+env_() {
+    local state=$STATE_ROOT/$1
+    [[ -f $state/server ]] || die "no control plane '$1'"
+    echo "export KUBECONFIG=$state/admin.kubeconfig"
+    echo "export PATH=$(cat "$state/bin"):\$PATH"
+}
+
+# stop BIN PIDFILE: TERM, then KILL after 10 s; only a process that still runs one of our binaries
+# (a PID can be reused).
+stop() {
+    local bin=$1 pidfile=$2 pid exe
+    pid=$(cat "$pidfile")
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 0
+    [[ $exe == "$bin"/* ]] || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    kill -9 "$pid" 2>/dev/null || true
+}
+
+down() {
+    local name=$1 state=$STATE_ROOT/$1
+    [[ -d $state ]] || return 0
+    local bin
+    bin=$(cat "$state/bin" 2>/dev/null || echo /nonexistent)
+    # Nodes first, the store last, so that nothing writes to a gone API server for long.
+    for pidfile in "$state"/pids/kwok-*.pid; do
+        [[ -f $pidfile ]] && stop "$bin" "$pidfile"
+    done
+    for component in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+        [[ -f $state/pids/$component.pid ]] && stop "$bin" "$state/pids/$component.pid"
+    done
+    rm -rf "$state"
+}
+
+[[ $# -ge 2 ]] || usage
+[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces)"
+command=$1 name=$2
+shift 2
+check_name "$name"
+case $command in
+    up) up "$name" "$@" ;;
+    add-node) [[ $# -ge 1 ]] || usage; add_node "$name" "$@" ;;
+    env) env_ "$name" ;;
+    down) down "$name" ;;
+    *) usage ;;
+esac
