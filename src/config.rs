@@ -66,6 +66,10 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pairing {
+    /// Duplex rounds, switching to exclusive for the rest of the run as soon as a duplex test
+    /// shows its node's CPU shared by its two tests was the limit; those tests are measured
+    /// again alone.
+    Auto,
     /// Each node sends one test and receives another: N-1 rounds per protocol.
     Duplex,
     /// Each node is in at most one test: 2(N-1) rounds (even N) or 2N (odd N) per protocol.
@@ -124,8 +128,8 @@ pub struct RunArgs {
     #[arg(long, env = "IPERF3_MONITOR_MODE", value_enum, default_value_t = Mode::Mesh)]
     pub mode: Mode,
 
-    /// duplex: a node sends one test while it receives another (fewest rounds); exclusive: a node is in one test at a time (for links whose ACKs queue behind their own traffic).
-    #[arg(long, env = "IPERF3_MONITOR_PAIRING", value_enum, default_value_t = Pairing::Duplex)]
+    /// auto: duplex, switching to exclusive when a duplex test was limited by its node's shared CPU; duplex: a node sends one test while it receives another (fewest rounds); exclusive: a node is in one test at a time (for links whose ACKs queue behind their own traffic, or nodes whose CPU cannot drive two tests).
+    #[arg(long, env = "IPERF3_MONITOR_PAIRING", value_enum, default_value_t = Pairing::Auto)]
     pub pairing: Pairing,
 
     /// The node this process runs on, the source of every test in star mode [default: $NODE_NAME].

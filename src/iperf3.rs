@@ -201,6 +201,23 @@ pub enum TestResult {
 }
 
 impl TestResult {
+    /// CPU the sender and the receiver used during the test, 1 = one core (iperf3's own
+    /// `cpu_utilization_percent`, host and remote).
+    pub fn cpu_ratios(&self) -> (Option<f64>, Option<f64>) {
+        match self {
+            TestResult::Tcp(r) => (r.sender_cpu_utilization_ratio, r.receiver_cpu_utilization_ratio),
+            TestResult::Udp(r) => (r.sender_cpu_utilization_ratio, r.receiver_cpu_utilization_ratio),
+        }
+    }
+
+    /// The TCP sender's mean RTT.
+    pub fn rtt_seconds(&self) -> Option<f64> {
+        match self {
+            TestResult::Tcp(r) => r.rtt_seconds,
+            TestResult::Udp(_) => None,
+        }
+    }
+
     pub fn received_bytes_per_second(&self) -> f64 {
         match self {
             TestResult::Tcp(r) => r.received_bytes_per_second,

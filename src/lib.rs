@@ -43,7 +43,12 @@ pub struct RunReport {
     pub plan: Plan,
     pub rounds_run: usize,
     pub rounds_skipped: usize,
-    /// Why planned rounds were skipped (`signal`, `budget`), or null.
+    /// Planned tests not run (stopped, or the budget ran out).
+    pub tests_not_run: usize,
+    /// Whether `--pairing auto` switched to exclusive pairing: duplex tests were limited by
+    /// their nodes' shared CPU, and were measured again alone.
+    pub switched_to_exclusive: bool,
+    /// Why planned tests were not run (`signal`, `budget`), or null.
     pub stopped: Option<StopReason>,
     pub measurements: Vec<Measurement>,
     pub deliveries: Vec<Delivery>,
@@ -213,6 +218,15 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         cycle_runs = plan.cycle_runs,
         "planned the run"
     );
+    if plan.tests < schedule.tests_per_round() {
+        tracing::warn!(
+            cycle_runs = plan.cycle_runs,
+            "one round of {} tests at --concurrency {} is longer than --budget: it is measured over several runs; \
+             raise --concurrency to cover the mesh in fewer runs",
+            schedule.tests_per_round(),
+            config.concurrency
+        );
+    }
     if schedule.total_rounds() == 0 {
         tracing::warn!("fewer than two nodes: there is no pair to measure");
     }
@@ -248,6 +262,8 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         mesh_pairs_per_protocol: schedule.pairs_per_protocol(),
         rounds_run: measured.rounds_run,
         rounds_skipped: measured.rounds_skipped,
+        tests_not_run: measured.tests_not_run,
+        switched_to_exclusive: measured.switched_to_exclusive,
         cycle_rounds: plan.cycle_rounds,
         cycle_runs: plan.cycle_runs,
     };
@@ -261,6 +277,8 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         plan,
         rounds_run: measured.rounds_run,
         rounds_skipped: measured.rounds_skipped,
+        tests_not_run: measured.tests_not_run,
+        switched_to_exclusive: measured.switched_to_exclusive,
         stopped: measured.stopped,
         measurements: measured.measurements,
         deliveries: Vec::new(),

@@ -44,8 +44,9 @@ metrics! {
     LOSS_RATIO = "iperf3_loss_ratio", "Share of UDP packets lost during the test (0 to 1).";
     SENDER_CPU = "iperf3_sender_cpu_utilization_ratio", "CPU utilisation of the iperf3 sender during the test (0 to 1 per core).";
     RECEIVER_CPU = "iperf3_receiver_cpu_utilization_ratio", "CPU utilisation of the iperf3 receiver during the test (0 to 1 per core).";
+    TEST_CPU_BOUND = "iperf3_test_cpu_bound", "1 if the test's sender or receiver used (nearly) all the CPU it had: the throughput is what the nodes' CPU allowed, the path may carry more.";
     TEST_SUCCESS = "iperf3_test_success", "1 if the test succeeded, 0 if it failed.";
-    TEST_FAILURE = "iperf3_test_failure", "1 for a failed test, with its reason as a label (refused, timeout, busy, unreachable, auth, interrupted, parse, spawn, error).";
+    TEST_FAILURE = "iperf3_test_failure", "1 for a failed test, with its reason as a label (refused, timeout, busy, unreachable, auth, interrupted, parse, spawn, error, skipped: not tried because its node had failed earlier in the run).";
     TEST_DURATION_SECONDS = "iperf3_test_duration_seconds", "Wall time of the test, retries included, in seconds.";
     TEST_TIMESTAMP_SECONDS = "iperf3_test_timestamp_seconds", "When the test ended, in seconds since the Unix epoch.";
     LAST_RUN_TIMESTAMP_SECONDS = "iperf3_monitor_last_run_timestamp_seconds", "When the last run ended, in seconds since the Unix epoch.";
@@ -56,6 +57,8 @@ metrics! {
     NODES = "iperf3_monitor_nodes", "Nodes with an iperf3 server found by the last run.";
     RUN_ROUNDS = "iperf3_monitor_run_rounds", "Rounds measured by the last run.";
     RUN_ROUNDS_SKIPPED = "iperf3_monitor_run_rounds_skipped", "Planned rounds the last run did not measure whole: it was stopped (SIGTERM) or its budget ran out.";
+    RUN_TESTS_NOT_RUN = "iperf3_monitor_run_tests_not_run", "Planned tests the last run did not run: it was stopped (SIGTERM) or its budget ran out; the rotation measures them later.";
+    RUN_PAIRING_SWITCHED = "iperf3_monitor_run_pairing_switched", "1 if the last run (--pairing auto) switched to exclusive pairing because duplex tests were limited by their nodes' shared CPU.";
     CYCLE_ROUNDS = "iperf3_monitor_cycle_rounds", "Rounds in a full cycle over every pair and protocol.";
     CYCLE_RUNS = "iperf3_monitor_cycle_runs", "Consecutive runs needed to measure every pair once.";
 }
@@ -96,6 +99,8 @@ pub struct RunFacts {
     pub mesh_pairs_per_protocol: usize,
     pub rounds_run: usize,
     pub rounds_skipped: usize,
+    pub tests_not_run: usize,
+    pub switched_to_exclusive: bool,
     pub cycle_rounds: usize,
     pub cycle_runs: usize,
 }
@@ -232,6 +237,9 @@ fn pair_samples<'a>(m: &'a Measurement, labels: Labels, values: &mut Interner<'a
     if let Some(cpu) = receiver_cpu {
         push(&RECEIVER_CPU, cpu);
     }
+    if m.result().is_some() {
+        push(&TEST_CPU_BOUND, if m.cpu_bound { 1.0 } else { 0.0 });
+    }
     if let Some(failure) = m.failure() {
         let mut labels = labels.to_vec();
         labels.push(("reason", values.value(failure.reason.as_str())));
@@ -268,6 +276,8 @@ fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&st
     push(&NODES, None, run.nodes as f64);
     push(&RUN_ROUNDS, None, run.rounds_run as f64);
     push(&RUN_ROUNDS_SKIPPED, None, run.rounds_skipped as f64);
+    push(&RUN_TESTS_NOT_RUN, None, run.tests_not_run as f64);
+    push(&RUN_PAIRING_SWITCHED, None, if run.switched_to_exclusive { 1.0 } else { 0.0 });
     push(&CYCLE_ROUNDS, None, run.cycle_rounds as f64);
     push(&CYCLE_RUNS, None, run.cycle_runs as f64);
     out
@@ -283,6 +293,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn the_failure_help_names_every_reason() {
+        for reason in crate::iperf3::FailureReason::ALL {
+            assert!(TEST_FAILURE.help.contains(reason.as_str()), "{} missing from the help", reason.as_str());
+        }
+    }
     use crate::iperf3::{Failure, FailureReason, TcpResult, UdpResult};
     use crate::measure::Outcome;
 
@@ -298,6 +315,8 @@ mod tests {
             finished_at: at(1_700_000_000_123),
             duration_seconds: 5.2,
             round: 0,
+            alone: false,
+            cpu_bound: false,
             outcome,
         }
     }
@@ -311,6 +330,8 @@ mod tests {
             mesh_pairs_per_protocol: 2,
             rounds_run: 2,
             rounds_skipped: 0,
+            tests_not_run: 0,
+            switched_to_exclusive: false,
             cycle_rounds: 2,
             cycle_runs: 1,
         }
@@ -427,10 +448,10 @@ mod tests {
         let facts = facts();
         let run = RunSamples::new(&measurements, &[], &facts, None);
         let batches: Vec<Vec<Sample>> = run.batches().collect();
-        // Five samples per test: success, duration, timestamp and both rates.
+        // Six samples per test: success, CPU-bound, duration, timestamp and both rates.
         assert_eq!(batches.len(), 2);
-        assert_eq!(batches[0].len(), BATCH_MEASUREMENTS * 5);
-        let (tests, run_level) = batches[1].split_at(3 * 5);
+        assert_eq!(batches[0].len(), BATCH_MEASUREMENTS * 6);
+        let (tests, run_level) = batches[1].split_at(3 * 6);
         assert!(tests.iter().all(|s| !s.metric.name.starts_with("iperf3_monitor_")));
         assert!(!run_level.is_empty() && run_level.iter().all(|s| s.metric.name.starts_with("iperf3_monitor_")));
         let tests = find(&batches[1], "iperf3_monitor_run_tests");

@@ -103,7 +103,7 @@ impl Schedule {
     pub fn tests_per_round(&self) -> usize {
         match self.topology {
             Topology::Mesh { nodes, .. } if nodes < 2 => 0,
-            Topology::Mesh { nodes, pairing: Pairing::Duplex } => nodes,
+            Topology::Mesh { nodes, pairing: Pairing::Duplex | Pairing::Auto } => nodes,
             Topology::Mesh { nodes, pairing: Pairing::Exclusive } => nodes / 2,
             Topology::Star { .. } => 1,
         }
@@ -131,7 +131,7 @@ impl Round {
         let offset = self.offset;
         match self.topology {
             Topology::Star { nodes } => Box::new(std::iter::once(Pair { source: 0, destination: offset % nodes })),
-            Topology::Mesh { nodes, pairing: Pairing::Duplex } => {
+            Topology::Mesh { nodes, pairing: Pairing::Duplex | Pairing::Auto } => {
                 Box::new((0..nodes).map(move |source| Pair { source, destination: (source + offset) % nodes }))
             }
             Topology::Mesh { nodes, pairing: Pairing::Exclusive } => {

@@ -73,8 +73,10 @@ fn dry_run_of_50_nodes_plans_49_rounds_per_protocol() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("plan: mesh of 50 nodes, duplex pairing, protocols tcp,udp"), "{text}");
     assert!(text.contains("rounds per protocol: 49 (lower bound: 49); 50 tests per round"), "{text}");
-    assert!(text.contains("this run: 98 of 98 rounds"), "{text}");
+    assert!(text.contains("this run: 4900 of 4900 tests in the cycle (98 rounds)"), "{text}");
     assert!(text.contains("round 1 (tcp): node-000→node-001, node-001→node-002"), "{text}");
+    // A round has 50 tests, 12 of them listed.
+    assert!(text.contains("node-011→node-012, … and 38 more\n"), "{text}");
 
     let output = monitor(&["run", "--inventory", &path, "--dry-run", "--output", "json"], &[]);
     let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -101,12 +103,13 @@ fn exclusive_pairing_plans_its_own_lower_bound() {
 fn dry_run_shows_the_rotation_when_the_budget_is_short() {
     let dir = tempfile::tempdir().unwrap();
     let path = inventory(dir.path(), 50);
-    // 5s tests take about 6s a round: 240s hold 40 of the 98 rounds, so 3 runs cover the mesh.
+    // 5-s tests are planned at 5.1 s: 240 s hold 47 waves of 50 tests, 2350 of the cycle's
+    // 4900, so 3 runs cover the mesh.
     let output =
         monitor(&["run", "--inventory", &path, "--dry-run", "--output", "json"], &[("IPERF3_MONITOR_BUDGET", "240")]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(plan["plan"]["rounds"], 40);
+    assert_eq!((plan["plan"]["tests"].as_u64(), plan["plan"]["waves"].as_u64()), (Some(2350), Some(47)));
     assert_eq!(plan["plan"]["cycle_runs"], 3);
     let output = monitor(&["run", "--inventory", &path, "--dry-run", "--budget", "240"], &[]);
     let text = String::from_utf8_lossy(&output.stdout);
@@ -114,24 +117,23 @@ fn dry_run_shows_the_rotation_when_the_budget_is_short() {
 }
 
 #[test]
-fn dry_run_splits_rounds_longer_than_the_budget_into_parts() {
+fn dry_run_spreads_a_round_longer_than_the_budget_over_several_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = inventory(dir.path(), 50);
-    // 50 tests a round, 4 at once: 13 waves of about 6s; 30s hold 5 waves, so each round is
-    // split into 3 parts of at most 5 waves (20 tests), one part per run.
+    // 50 tests a round, 4 at once: 30 s hold 5 waves of 5.1 s, 20 tests, so a round takes 2.5
+    // runs and the cycle's 4900 tests 245.
     let args = ["run", "--inventory", &path, "--dry-run", "--concurrency", "4", "--budget", "30"];
     let output = monitor(&[&args[..], &["--output", "json"]].concat(), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(plan["plan"]["rounds"], 1);
-    assert_eq!(plan["plan"]["round_parts"], 3);
-    assert_eq!(plan["plan"]["round_estimate_seconds"], 30.0);
-    assert_eq!(plan["plan"]["cycle_runs"], 98 * 3);
+    assert_eq!((plan["plan"]["tests"].as_u64(), plan["plan"]["lanes"].as_u64()), (Some(20), Some(4)));
+    assert_eq!(plan["plan"]["test_estimate_seconds"], 5.1);
+    assert_eq!(plan["plan"]["cycle_runs"], 245);
     assert!(stderr(&output).contains("raise --concurrency"), "{}", stderr(&output));
     let output = monitor(&args, &[]);
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("rounds are split into 3 parts, one per run"), "{text}");
-    assert!(text.contains("every pair is measured once every 294 run(s)"), "{text}");
+    assert!(text.contains("one round of 50 tests takes 2.5 runs"), "{text}");
+    assert!(text.contains("every pair is measured once every 245 run(s)"), "{text}");
 }
 
 #[test]

@@ -45,6 +45,7 @@ fn report_values(report: &Value) -> PairValues {
             }
         }
         values.insert(key("iperf3_test_success"), 1.0);
+        values.insert(key("iperf3_test_cpu_bound"), if m["cpu_bound"] == true { 1.0 } else { 0.0 });
         values.insert(key("iperf3_test_duration_seconds"), m["duration_seconds"].as_f64().unwrap());
         values.insert(key("iperf3_test_timestamp_seconds"), m["finished_at_unix_seconds"].as_f64().unwrap());
     }

@@ -352,6 +352,8 @@ async fn a_large_runs_samples_are_sent_batch_by_batch_and_all_arrive() {
             finished_at: now,
             duration_seconds: 1.0,
             round: i % 99,
+            alone: false,
+            cpu_bound: false,
             outcome: Outcome::Success(TestResult::Tcp(TcpResult {
                 sent_bytes_per_second: i as f64,
                 received_bytes_per_second: i as f64,
@@ -370,6 +372,8 @@ async fn a_large_runs_samples_are_sent_batch_by_batch_and_all_arrive() {
         mesh_pairs_per_protocol: 9_900,
         rounds_run: 99,
         rounds_skipped: 0,
+        tests_not_run: 0,
+        switched_to_exclusive: false,
         cycle_rounds: 99,
         cycle_runs: 1,
     };

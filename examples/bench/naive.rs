@@ -100,6 +100,8 @@ async fn test(source: &Node, destination: &Node, settings: &TestSettings) -> (Me
                     finished_at: SystemTime::now(),
                     duration_seconds: started.elapsed().as_secs_f64(),
                     round: 0,
+                    alone: false,
+                    cpu_bound: false,
                     outcome: match outcome {
                         Ok(result) => Outcome::Success(result),
                         Err(failure) => Outcome::Failure(failure),

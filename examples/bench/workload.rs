@@ -33,6 +33,8 @@ pub fn run_samples(count: usize, cluster: &str, now: SystemTime) -> Vec<Sample> 
             finished_at: now,
             duration_seconds: 5.0 + (i % 100) as f64 / 1000.0,
             round: 0,
+            alone: false,
+            cpu_bound: false,
             outcome: Outcome::Success(TestResult::Tcp(TcpResult {
                 sent_bytes_per_second: 1.2e9 + i as f64,
                 received_bytes_per_second: 1.19e9 + i as f64,
@@ -51,6 +53,8 @@ pub fn run_samples(count: usize, cluster: &str, now: SystemTime) -> Vec<Sample> 
         mesh_pairs_per_protocol: n * (n - 1),
         rounds_run: 1,
         rounds_skipped: 0,
+        tests_not_run: 0,
+        switched_to_exclusive: false,
         cycle_rounds: 1,
         cycle_runs: 1,
     };

@@ -129,7 +129,7 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
 
     /// The earliest planned test that can start now, or one to skip; `None` when every test
     /// left must wait for a running one (or none is left).
-    pub fn next(&mut self) -> Option<Next> {
+    pub fn next_test(&mut self) -> Option<Next> {
         self.refill();
         for i in 0..self.pending.len() {
             let test = self.pending[i];
@@ -249,7 +249,7 @@ mod tests {
         let (mut now, mut started, mut skipped) = (0, Vec::new(), Vec::new());
         loop {
             while running.len() < lanes {
-                match dispatch.next() {
+                match dispatch.next_test() {
                     Some(Next::Start(test, lease)) => {
                         running.push((now + cost(&test), test, lease));
                         started.push(test);
@@ -365,7 +365,7 @@ mod tests {
         let tests = planned(6, Pairing::Duplex);
         let mut dispatch = Dispatch::new(tests.into_iter(), 6, false, 1000);
         let mut first = Vec::new();
-        while let Some(Next::Start(test, lease)) = dispatch.next() {
+        while let Some(Next::Start(test, lease)) = dispatch.next_test() {
             first.push((test, lease));
         }
         assert_eq!(first.len(), 6, "a duplex round");
@@ -374,7 +374,7 @@ mod tests {
         }
         dispatch.set_exclusive(true);
         let mut busy = std::collections::HashSet::new();
-        while let Some(Next::Start(test, lease)) = dispatch.next() {
+        while let Some(Next::Start(test, lease)) = dispatch.next_test() {
             assert!(lease.exclusive);
             assert!(busy.insert(test.pair.source) && busy.insert(test.pair.destination), "{test:?}");
         }

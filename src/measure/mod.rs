@@ -1,6 +1,7 @@
 //! Drives a run's planned tests through a client runner and records one [`Measurement`] per
 //! test. Which test starts when is the pure [`dispatch`]er's call.
 
+pub mod cpu;
 pub mod dispatch;
 
 use std::collections::HashMap;
@@ -44,6 +45,11 @@ pub struct Measurement {
     pub duration_seconds: f64,
     /// Cycle index of the round the test belongs to.
     pub round: usize,
+    /// Whether neither node was in another test meanwhile (exclusive pairing).
+    pub alone: bool,
+    /// Whether the sender or the receiver used (nearly) all the CPU it had: the number is what
+    /// the nodes' CPU allowed, not necessarily what the path carries (see [`cpu`]).
+    pub cpu_bound: bool,
     pub outcome: Outcome,
 }
 
@@ -85,6 +91,8 @@ pub struct Measured {
     pub tests_not_run: usize,
     /// Why planned tests were not run, if some were not.
     pub stopped: Option<StopReason>,
+    /// Whether `--pairing auto` switched to exclusive pairing (duplex tests were CPU-bound).
+    pub switched_to_exclusive: bool,
 }
 
 /// Why a run measured fewer tests than it planned.
@@ -133,6 +141,9 @@ impl<R: ClientRunner> Measure<'_, R> {
             ..Measured::default()
         };
         let exclusive = self.pairing == Pairing::Exclusive;
+        // --pairing auto: the duplex successes so far, measured again alone if the run switches.
+        let mut duplex_done: Vec<PlannedTest> = Vec::new();
+        let mut lowest_rtt = f64::INFINITY;
         let mut dispatch = Dispatch::new(plan.planned(schedule), self.nodes.len(), exclusive, plan.lanes);
         let mut running = FuturesUnordered::new();
         let mut progress = Progress::new(plan.tests);
@@ -151,7 +162,7 @@ impl<R: ClientRunner> Measure<'_, R> {
                     measured.stopped = Some(StopReason::Budget);
                     break;
                 }
-                match dispatch.next() {
+                match dispatch.next_test() {
                     Some(Next::Start(test, lease)) => running.push(self.timed_test(&names, test, lease)),
                     Some(Next::Skip(test, condemned)) => {
                         if condemned.first {
@@ -167,12 +178,40 @@ impl<R: ClientRunner> Measure<'_, R> {
                 break;
             }
             tokio::select! {
-                Some((test, lease, measurement)) = running.next() => {
+                Some((test, lease, mut measurement)) = running.next() => {
                     let ended = match measurement.failure() {
                         None => Ended::Success,
                         Some(failure) => Ended::Failure(failure.reason),
                     };
                     dispatch.finish(test, lease, ended);
+                    let (source, destination) = (&self.nodes[test.pair.source], &self.nodes[test.pair.destination]);
+                    if let Some(result) = measurement.result() {
+                        if self.pairing == Pairing::Auto && !lease.exclusive {
+                            let distorted = distortion(result, source.cpu_millis, destination.cpu_millis, lowest_rtt);
+                            if let Some(rtt) = result.rtt_seconds() {
+                                lowest_rtt = lowest_rtt.min(rtt);
+                            }
+                            if let (Some(why), false) = (distorted, measured.switched_to_exclusive) {
+                                // From now on every node is in one test at a time, and what was
+                                // measured in duplex is measured again alone: never reported.
+                                measured.switched_to_exclusive = true;
+                                dispatch.set_exclusive(true);
+                                self.warn_switch(&measurement, why, duplex_done.len());
+                                measured.measurements.retain(|m| m.result().is_none() || m.alone);
+                                for done in duplex_done.drain(..).rev() {
+                                    dispatch.retry(done);
+                                }
+                            }
+                            if measured.switched_to_exclusive {
+                                dispatch.retry(test);
+                                continue;
+                            }
+                            duplex_done.push(test);
+                        }
+                        measurement.cpu_bound =
+                            cpu::bound(result, source.cpu_millis, destination.cpu_millis, lease.exclusive);
+                    }
+                    measurement.alone = lease.exclusive;
                     measured.measurements.push(measurement);
                     progress.tick(&measured.measurements);
                 }
@@ -216,6 +255,21 @@ impl<R: ClientRunner> Measure<'_, R> {
         (test, lease, self.test(names, test).await)
     }
 
+    fn warn_switch(&self, measurement: &Measurement, why: Distortion, remeasured: usize) {
+        let why = match why {
+            Distortion::SharedCpu => "was limited by the CPU its nodes share between sending and receiving",
+            Distortion::QueuedAcks => "saw its round-trip time inflated (its ACKs queue behind the receiver's own test)",
+        };
+        tracing::warn!(
+            source = %measurement.source,
+            destination = %measurement.destination,
+            remeasured = remeasured + 1,
+            "a duplex test {why}: switching to exclusive pairing for the rest of the run (a node in one test at a \
+             time) and measuring the duplex tests done so far again alone; set --pairing exclusive (and a longer \
+             budget) to plan for it, or --pairing duplex to keep duplex rounds"
+        );
+    }
+
     fn warn_condemned(&self, condemned: &Condemned) {
         let evidence: Vec<String> = condemned
             .evidence
@@ -256,6 +310,8 @@ impl<R: ClientRunner> Measure<'_, R> {
             finished_at: SystemTime::now(),
             duration_seconds: 0.0,
             round: test.round,
+            alone: false,
+            cpu_bound: false,
             outcome: Outcome::Failure(Failure::new(
                 FailureReason::Skipped,
                 format!(
@@ -303,6 +359,8 @@ impl<R: ClientRunner> Measure<'_, R> {
             finished_at: SystemTime::now(),
             duration_seconds: started.elapsed().as_secs_f64(),
             round: test.round,
+            alone: false,
+            cpu_bound: false,
             outcome: match outcome {
                 Ok(result) => Outcome::Success(result),
                 Err(failure) => Outcome::Failure(failure),
@@ -327,6 +385,35 @@ impl<R: ClientRunner> Measure<'_, R> {
         }
         measurement
     }
+}
+
+/// Why a duplex test cannot be trusted to read like the same test alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Distortion {
+    /// A node's two iperf3 processes shared a CPU limit that one of them used up.
+    SharedCpu,
+    /// The sender's RTT was several times the run's lowest: its ACKs waited behind the
+    /// receiver's own outgoing test in one egress queue (measured on the lab: 20-50 ms against
+    /// 8 ms alone, and 0.43-0.89 of the throughput).
+    QueuedAcks,
+}
+
+/// RTT inflation that marks queued ACKs: this many times the run's lowest RTT, and at least
+/// [`RTT_INFLATION_FLOOR`] above it, so that sub-millisecond jitter never counts.
+const RTT_INFLATION: f64 = 3.0;
+const RTT_INFLATION_FLOOR: f64 = 0.010;
+
+fn distortion(
+    result: &TestResult,
+    source_millis: Option<u32>,
+    destination_millis: Option<u32>,
+    lowest_rtt: f64,
+) -> Option<Distortion> {
+    if cpu::starved_by_sharing(result, source_millis, destination_millis) {
+        return Some(Distortion::SharedCpu);
+    }
+    let rtt = result.rtt_seconds()?;
+    (rtt > RTT_INFLATION * lowest_rtt && rtt > lowest_rtt + RTT_INFLATION_FLOOR).then_some(Distortion::QueuedAcks)
 }
 
 /// Failures that say the server was not taking a test just then: busy with another client, or
@@ -752,6 +839,37 @@ mod tests {
         assert_eq!((plan.rounds, plan.cycle_runs), (1, 2));
         assert_eq!((measured.rounds_run, measured.rounds_skipped, measured.stopped), (1, 0, None));
         assert_eq!(measured.measurements.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_pairing_switches_to_exclusive_when_duplex_tests_share_a_starved_cpu() {
+        // Every node has a quarter core; a test towards n2 reads its nodes at 12 % and 11 %:
+        // half the quota each, as two iperf3 processes sharing it do.
+        let starved = r#"{"end":{"streams":[],"sum_sent":{"bits_per_second":3e9},"sum_received":{"bits_per_second":3e9},"cpu_utilization_percent":{"host_total":12.0,"remote_total":11.0}}}"#;
+        let mut runner = FakeRunner::default();
+        runner.answers.insert("a2".into(), vec![Ok(output(starved, 0))]);
+        let mut nodes = nodes(4);
+        for node in &mut nodes {
+            node.cpu_millis = Some(250);
+        }
+        let settings = settings();
+        let schedule = Schedule::new(Topology::Mesh { nodes: 4, pairing: Pairing::Auto }, vec![Protocol::Tcp]);
+        let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
+        let (_tx, stop) = watch::channel(false);
+        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, pairing: Pairing::Auto, deadline: None };
+        let measured = measure.run(&schedule, &plan, stop).await;
+        assert!(measured.switched_to_exclusive);
+        assert_eq!(measured.measurements.len(), 12, "every pair once");
+        assert!(measured.measurements.iter().all(|m| m.alone), "only tests measured alone are reported");
+        // Alone, the same 12 % of a quarter core is not all it had.
+        assert!(measured.measurements.iter().all(|m| !m.cpu_bound));
+        // With --pairing duplex the numbers stay duplex, flagged as CPU-bound.
+        let (_tx, stop) = watch::channel(false);
+        let duplex = Measure { pairing: Pairing::Duplex, ..measure };
+        let measured = duplex.run(&schedule, &plan, stop).await;
+        assert!(!measured.switched_to_exclusive);
+        let to_n2: Vec<&Measurement> = measured.measurements.iter().filter(|m| &*m.destination == "n2").collect();
+        assert!(to_n2.iter().all(|m| m.cpu_bound && !m.alone), "{to_n2:?}");
     }
 
     #[tokio::test(start_paused = true)]

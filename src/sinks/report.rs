@@ -24,10 +24,16 @@ pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Resu
     for protocol in &report.protocols {
         let cells = report.cells(*protocol);
         let sources = report.sources();
-        let title = format!("{protocol}: received throughput in Mbit/s (rows: source, columns: destination)");
-        matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(src, dst).map(|m| &m.outcome) {
-            Some(Outcome::Success(result)) => format!("{:.1}", result.received_bytes_per_second() * 8.0 / 1e6),
-            Some(Outcome::Failure(failure)) => failure.reason.to_string(),
+        let title = format!(
+            "{protocol}: received throughput in Mbit/s (rows: source, columns: destination; * CPU-bound: the nodes' CPU, not the path, set it)"
+        );
+        matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(src, dst) {
+            Some(Measurement { outcome: Outcome::Success(result), cpu_bound, .. }) => format!(
+                "{:.1}{}",
+                result.received_bytes_per_second() * 8.0 / 1e6,
+                if *cpu_bound { "*" } else { "" }
+            ),
+            Some(Measurement { outcome: Outcome::Failure(failure), .. }) => failure.reason.to_string(),
             None => "-".into(),
         })?;
         if *protocol == Protocol::Udp {
@@ -92,11 +98,19 @@ pub fn summary(report: &RunReport) -> String {
         report.plan.cycle_runs,
         report.duration_seconds,
     );
+    let cpu_bound = report.measurements.iter().filter(|m| m.cpu_bound).count();
+    if cpu_bound > 0 {
+        let _ = write!(line, "; {cpu_bound} CPU-bound (raise the server pods' CPU limit, see \"Fast links\")");
+    }
+    if report.switched_to_exclusive {
+        line.push_str("; switched to exclusive pairing: duplex tests were limited by their nodes' shared CPU");
+    }
     if let Some(stopped) = report.stopped {
         let _ = write!(
             line,
-            "; stopped early ({}): {} planned round(s) skipped",
+            "; stopped early ({}): {} planned test(s) in {} round(s) not run",
             stopped.describe(),
+            report.tests_not_run,
             report.rounds_skipped
         );
     }
@@ -157,6 +171,7 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
     let (shape, lower_bound) = match schedule.topology() {
         Topology::Mesh { nodes, pairing } => {
             let name = match pairing {
+                crate::config::Pairing::Auto => "auto (duplex, exclusive when CPU-bound)",
                 crate::config::Pairing::Duplex => "duplex",
                 crate::config::Pairing::Exclusive => "exclusive",
             };
@@ -164,7 +179,7 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
             // round, and an odd N leaves one node idle each round.
             let bound = match (pairing, nodes) {
                 (_, 0 | 1) => 0,
-                (crate::config::Pairing::Duplex, n) => n - 1,
+                (crate::config::Pairing::Duplex | crate::config::Pairing::Auto, n) => n - 1,
                 (crate::config::Pairing::Exclusive, n) => n * (n - 1) / (n / 2),
             };
             (format!("mesh of {nodes} nodes, {name} pairing"), bound)
@@ -196,6 +211,14 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         plan.estimate().as_secs_f64(),
         dry.budget_seconds.map_or(String::new(), |b| format!(" (budget {b}s)")),
     );
+    if plan.tests < schedule.tests_per_round() {
+        let _ = writeln!(
+            out,
+            "one round of {} tests takes {:.1} runs at this concurrency (raise --concurrency to cover the mesh in fewer runs)",
+            schedule.tests_per_round(),
+            schedule.tests_per_round() as f64 / plan.tests.max(1) as f64,
+        );
+    }
     let _ = writeln!(
         out,
         "coverage: every pair is measured once every {} run(s), i.e. every {:.0}s at an interval of {}s",

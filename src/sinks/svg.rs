@@ -119,6 +119,8 @@ mod tests {
             finished_at: SystemTime::UNIX_EPOCH,
             duration_seconds: 1.0,
             round: 0,
+            alone: false,
+            cpu_bound: false,
             outcome,
         }
     }
@@ -156,6 +158,8 @@ mod tests {
             },
             rounds_run: 1,
             rounds_skipped: 0,
+            tests_not_run: 0,
+            switched_to_exclusive: false,
             stopped: None,
             measurements: vec![
                 measurement("a<b", "n2", tcp(12.5e6)),
@@ -172,6 +176,8 @@ mod tests {
                     mesh_pairs_per_protocol: 2,
                     rounds_run: 1,
                     rounds_skipped: 0,
+                    tests_not_run: 0,
+                    switched_to_exclusive: false,
                     cycle_rounds: 1,
                     cycle_runs: 1,
                 },

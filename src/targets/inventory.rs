@@ -6,6 +6,7 @@
 //!     address: 198.18.0.1
 //!     port: 5201                               # optional, default --port
 //!     client_command: [ip, netns, exec, n1]    # optional argv prefix that runs a command on n1
+//!     cpu: 0.5                                 # optional: cores its iperf3 server and clients share
 //!     iperf3_auth:                             # optional, for a server that authenticates
 //!       username: mon                          # clients; each field defaults to its
 //!       public_key_file: /etc/iperf3/n1.pem    # --iperf3-* flag
@@ -43,6 +44,8 @@ struct InventoryNode {
     port: Option<u16>,
     #[serde(default)]
     client_command: Vec<String>,
+    /// Cores the node's iperf3 server and the clients run on it may use together.
+    cpu: Option<f64>,
     iperf3_auth: Option<InventoryAuth>,
 }
 
@@ -109,7 +112,7 @@ pub fn parse(
     let file: InventoryFile = serde_yaml_ng::from_str(text).map_err(|e| {
         e.to_string()
             .replace("struct InventoryFile", "a mapping with a `nodes` list")
-            .replace("struct InventoryNode", "a node (name, address, port, client_command)")
+            .replace("struct InventoryNode", "a node (name, address, port, client_command, cpu, iperf3_auth)")
     })?;
     let mut names = HashSet::new();
     let mut nodes = Vec::with_capacity(file.nodes.len());
@@ -129,6 +132,17 @@ pub fn parse(
                 node.name
             ));
         }
+        let cpu_millis = match node.cpu {
+            None => None,
+            Some(cores) if cores.is_finite() && (0.001..=4096.0).contains(&cores) => Some((cores * 1000.0).round() as u32),
+            Some(cores) => {
+                return Err(format!(
+                    "{}: {cores} of node '{}' is not a number of cores between 0.001 and 4096",
+                    at("cpu"),
+                    node.name
+                ));
+            }
+        };
         if node.port == Some(0) {
             return Err(format!("{}: port 0 of node '{}' is not a server port", at("port"), node.name));
         }
@@ -147,6 +161,7 @@ pub fn parse(
             ),
         };
         let mut parsed = Node::new(node.name, node.address, node.port.unwrap_or(default_port), node.client_command);
+        parsed.cpu_millis = cpu_millis;
         parsed.credentials = node_credentials;
         nodes.push(parsed);
     }
@@ -240,11 +255,12 @@ mod tests {
     #[test]
     fn parses_the_documented_format() {
         let nodes = parse_plain(
-            "nodes:\n  - name: n1\n    address: 198.18.0.1\n    port: 5202\n    client_command: [ip, netns, exec, n1]\n  - name: n2\n    address: node-2.example\n",
+            "nodes:\n  - name: n1\n    address: 198.18.0.1\n    port: 5202\n    client_command: [ip, netns, exec, n1]\n    cpu: 0.25\n  - name: n2\n    address: node-2.example\n",
             5201,
         )
         .unwrap();
         assert_eq!(nodes.len(), 2);
+        assert_eq!((nodes[0].cpu_millis, nodes[1].cpu_millis), (Some(250), None));
         assert_eq!(nodes[0].port, 5202);
         assert_eq!(nodes[0].client_command, ["ip", "netns", "exec", "n1"]);
         assert_eq!(nodes[1].port, 5201);
@@ -259,6 +275,8 @@ mod tests {
             ("nodes:\n  - name: a\n    address: 'a b'\n", "nodes[0].address"),
             ("nodes:\n  - name: a\n    address: 1.2.3.4\n    port: 70000\n", "port"),
             ("nodes:\n  - name: a\n    address: 1.2.3.4\n    port: 0\n", "nodes[0].port"),
+            ("nodes:\n  - name: a\n    address: 1.2.3.4\n    cpu: 0\n", "nodes[0].cpu"),
+            ("nodes:\n  - name: a\n    address: 1.2.3.4\n    cpu: -1\n", "nodes[0].cpu"),
             ("nodes:\n  - name: a\n    adress: 1.2.3.4\n", "adress"),
             ("nodes:\n  - name: ''\n    address: 1.2.3.4\n", "nodes[0].name"),
             (

@@ -223,12 +223,27 @@ pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> O
         .or_else(|| named_port.map(|(c, _)| c))
         .or_else(|| spec.containers.first().map(|c| c.name.clone()));
     let mut node = Node::new(node_name, address, port, Vec::new());
+    node.cpu_millis = spec
+        .containers
+        .iter()
+        .find(|c| container.as_deref().is_none_or(|name| c.name == name))
+        .and_then(|c| c.resources.as_ref()?.limits.as_ref()?.get("cpu"))
+        .and_then(|q| cpu_millis(&q.0));
     node.pod = Some(PodRef {
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
         name: pod.metadata.name.clone().unwrap_or_default(),
         container,
     });
     Some(node)
+}
+
+/// A CPU quantity ("500m", "1", "1.5") in millicores; None for what is not one.
+fn cpu_millis(quantity: &str) -> Option<u32> {
+    let cores = match quantity.strip_suffix('m') {
+        Some(millis) => millis.parse::<f64>().ok()? / 1000.0,
+        None => quantity.parse::<f64>().ok()?,
+    };
+    (cores.is_finite() && cores > 0.0).then(|| (cores * 1000.0).round().clamp(1.0, f64::from(u32::MAX)) as u32)
 }
 
 /// Copies the chosen node labels onto the nodes (a node without the label gets none).
@@ -262,7 +277,8 @@ mod tests {
             "metadata": {"name": name, "namespace": "monitoring", "creationTimestamp": created},
             "spec": {"nodeName": node, "containers": [
                 {"name": "sidecar"},
-                {"name": "iperf3", "ports": [{"name": "iperf3", "containerPort": 5202, "protocol": "TCP"}]}
+                {"name": "iperf3", "ports": [{"name": "iperf3", "containerPort": 5202, "protocol": "TCP"}],
+                 "resources": {"limits": {"cpu": "500m"}}}
             ]},
             "status": {"phase": phase, "podIP": ip, "conditions": [
                 {"type": "Ready", "status": if ready { "True" } else { "False" }}
@@ -280,6 +296,14 @@ mod tests {
         let pod_ref = node.pod.unwrap();
         assert_eq!((pod_ref.namespace.as_str(), pod_ref.name.as_str()), ("monitoring", "s-1"));
         assert_eq!(pod_ref.container.as_deref(), Some("iperf3"));
+        assert_eq!(node.cpu_millis, Some(500), "the server container's CPU limit");
+    }
+
+    #[test]
+    fn cpu_quantities_become_millicores() {
+        for (quantity, millis) in [("500m", Some(500)), ("1", Some(1000)), ("1.5", Some(1500)), ("0", None), ("x", None)] {
+            assert_eq!(cpu_millis(quantity), millis, "{quantity}");
+        }
     }
 
     #[test]

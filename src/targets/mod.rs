@@ -27,6 +27,10 @@ pub struct Node {
     /// The node's iperf3 server pod, when discovered in Kubernetes; mesh-mode clients run in it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodRef>,
+    /// CPU the node's iperf3 processes may use together, in millicores (the server container's
+    /// CPU limit; an inventory node's `cpu`): tells a CPU-bound test from a slow path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u32>,
     /// Node labels chosen with --node-label-keys.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<NodeLabel>,
@@ -52,6 +56,7 @@ impl Node {
             port,
             client_command,
             pod: None,
+            cpu_millis: None,
             labels: Vec::new(),
             credentials: None,
         }

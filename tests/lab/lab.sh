@@ -178,6 +178,8 @@ up() {
     port: $PORT
     client_command: [$client_command]
 EOF
+        # The job tells a CPU-bound test from a slow path by the CPU the node has.
+        if [[ -n $cpu_quota ]]; then echo "    cpu: $cpu_quota" >>"$state/inventory.yaml"; fi
     done
     for loss in "${losses[@]}"; do
         local node=${loss%%:*} probability=${loss#*:}
