@@ -15,7 +15,10 @@ K8S_VERSION=${K8S_VERSION:-v1.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 CACHE=${IPERF3_MONITOR_CACHE:-/var/cache/iperf3-monitor}
-dir=$CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The key names every version, and the kwok patch by its hash: a new patch is a new build.
+kwok_patch=$(sha256sum "$here/kwok-exec.patch" | cut -c1-8)
+dir=$CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$kwok_patch
 bin=$dir/bin
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
@@ -117,24 +120,28 @@ EOF
 mv "$bin/etcd.tmp" "$bin/etcd"
 phase_done "etcd"
 
-# kwok has no replace directives: go install works as it is.
+# kwok has no replace directives, but two bugs of its exec that the tests would meet are
+# patched (kwok-exec.patch): a command's exit code came back as an internal error, so the client
+# never saw it, and the end of the client's stdin never reached the command. So it is built
+# from a patched copy of its module.
 phase "kwok $KWOK_VERSION"
-rm -rf "$dir/kwok-gobin"
-GOBIN=$dir/kwok-gobin go install \
-    -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
-    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-mv "$dir/kwok-gobin/kwok" "$bin/kwok"
-rmdir "$dir/kwok-gobin"
-# kwok on its own has no default stages (kwokctl embeds them): copy the ones kwokctl uses from
-# the module, for control-plane.sh's kwok configuration.
-kwok_src=$(cd /tmp && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+kwok_module=$(cd /tmp && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
     sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+kwok_src=$dir/src/kwok
+rm -rf "$kwok_src"
+cp -r "$kwok_module" "$kwok_src"
+chmod -R u+w "$kwok_src"
+patch -d "$kwok_src" -p1 --quiet <"$here/kwok-exec.patch"
+(cd "$kwok_src" && go build -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
+    -o "$bin/kwok.tmp" ./cmd/kwok)
+mv "$bin/kwok.tmp" "$bin/kwok"
+# kwok on its own has no default stages (kwokctl embeds them): the ones kwokctl uses, for
+# control-plane.sh's kwok configuration.
 rm -rf "$dir/kwok-stages"
 mkdir -p "$dir/kwok-stages"
 cp "$kwok_src/kustomize/stage/node/fast/node-initialize.yaml" \
     "$kwok_src/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
     "$kwok_src"/kustomize/stage/pod/fast/pod-{ready,complete,delete}.yaml "$dir/kwok-stages/"
-chmod 644 "$dir"/kwok-stages/*.yaml
 phase_done "kwok"
 
 "$bin/kube-apiserver" --version >&2

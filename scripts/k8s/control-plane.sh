@@ -142,7 +142,8 @@ up() {
     bin=$("$here/build.sh" | tail -n 1)
     down "$name" 2>/dev/null || true
     local state=$STATE_ROOT/$name
-    mkdir -p "$state"/{pki,logs,pids,etcd}
+    mkdir -p "$state"/{pki,logs,pids}
+    mkdir -m 700 "$state/etcd"
     chmod 700 "$state"
     echo "$bin" >"$state/bin"
     # Whatever fails below (set -e may exit from any function), leave nothing running; keep
@@ -174,6 +175,9 @@ up() {
     # The identity the API server presents to kubelets (kwok) for exec, logs and port-forward.
     issue "$state" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" \
         "extendedKeyUsage=clientAuth"
+    # The front proxy's identity: aggregated API servers and the controllers' delegated
+    # authentication expect a request-header CA (without it they log errors every second).
+    issue "$state" front-proxy-client "/CN=front-proxy-client" "extendedKeyUsage=clientAuth"
     openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
     openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
     for k in admin controller-manager scheduler; do
@@ -189,11 +193,19 @@ up() {
         --unsafe-no-fsync --log-level=warn
     wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
+    # The `kubernetes` Service's endpoint is the advertised address, and an Endpoints object
+    # may not hold a loopback address: on 127.0.0.1 the Service gets no endpoint.
+    local reconciler=lease
+    [[ $address != 127.0.0.1 ]] || reconciler=none
     start "$state" kube-apiserver "$bin/kube-apiserver" \
         --etcd-servers="http://127.0.0.1:$etcd_port" \
         --bind-address="$address" --advertise-address="$address" --secure-port="$port" \
         --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-        --client-ca-file="$pki/ca.crt" \
+        --client-ca-file="$pki/ca.crt" --endpoint-reconciler-type="$reconciler" \
+        --requestheader-client-ca-file="$pki/ca.crt" --requestheader-allowed-names=front-proxy-client \
+        --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+        --requestheader-extra-headers-prefix=X-Remote-Extra- \
+        --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key" \
         --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
         --service-cluster-ip-range="$SERVICE_CIDR" \
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -322,19 +334,26 @@ env_() {
     echo "export PATH=$(cat "$state/bin"):\$PATH"
 }
 
-# stop BIN PIDFILE: TERM, then KILL after 10 s; only a process that still runs one of our binaries
-# (a PID can be reused).
+# stop BIN PIDFILE...: TERM to all, KILL to any still there after 10 s. Only a process that
+# still runs one of our binaries: a PID can have been reused.
 stop() {
-    local bin=$1 pidfile=$2 pid exe
-    pid=$(cat "$pidfile")
-    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 0
-    [[ $exe == "$bin"/* ]] || return 0
-    kill "$pid" 2>/dev/null || return 0
+    local bin=$1 pidfile pid pids=()
+    shift
+    for pidfile in "$@"; do
+        [[ -f $pidfile ]] || continue
+        pid=$(cat "$pidfile")
+        [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$bin"/* ]] && pids+=("$pid")
+    done
+    [[ ${#pids[@]} -gt 0 ]] || return 0
+    kill "${pids[@]}" 2>/dev/null || true
     for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        local alive=0
+        # A zombie (ended, not yet reaped) has no exe link any more.
+        for pid in "${pids[@]}"; do readlink "/proc/$pid/exe" >/dev/null 2>&1 && alive=1; done
+        ((alive)) || return 0
         sleep 0.2
     done
-    kill -9 "$pid" 2>/dev/null || true
+    kill -9 "${pids[@]}" 2>/dev/null || true
 }
 
 down() {
@@ -342,13 +361,11 @@ down() {
     [[ -d $state ]] || return 0
     local bin
     bin=$(cat "$state/bin" 2>/dev/null || echo /nonexistent)
-    # Nodes first, the store last, so that nothing writes to a gone API server for long.
-    for pidfile in "$state"/pids/kwok-*.pid; do
-        [[ -f $pidfile ]] && stop "$bin" "$pidfile"
-    done
-    for component in kube-scheduler kube-controller-manager kube-apiserver etcd; do
-        [[ -f $state/pids/$component.pid ]] && stop "$bin" "$state/pids/$component.pid"
-    done
+    # The API server's clients, then the API server, then etcd: each takes about a second
+    # like this, while an etcd stopped under a live API server waits for it (and it for etcd).
+    stop "$bin" "$state"/pids/kwok-*.pid "$state/pids/kube-scheduler.pid" "$state/pids/kube-controller-manager.pid"
+    stop "$bin" "$state/pids/kube-apiserver.pid"
+    stop "$bin" "$state/pids/etcd.pid"
     rm -rf "$state"
 }
 
