@@ -42,7 +42,8 @@ run() {
         >"$raw/$1.json" 2>"$raw/$1.log" || true
 }
 
-rates() { local IFS=,; local r=(); for _ in $(seq "$1"); do r+=("$rate"); done; echo "${r[*]}"; }
+# rates N: N nodes at $rate, comma-separated.
+rates() { local r=() i; for ((i = 0; i < $1; i++)); do r+=("$rate"); done; local IFS=,; echo "${r[*]}"; }
 
 inventory=$(tests/lab/lab.sh up "$lab" --rates "$(rates 16)" --subnet 72)
 "$bench" inventory --take 8 --from "$inventory" >"$raw/n8.yaml"

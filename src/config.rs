@@ -67,8 +67,8 @@ pub enum Mode {
 #[serde(rename_all = "lowercase")]
 pub enum Pairing {
     /// Duplex rounds, switching to exclusive for the rest of the run as soon as a duplex test
-    /// shows its node's CPU shared by its two tests was the limit; those tests are measured
-    /// again alone.
+    /// shows its node's CPU shared by its two tests was the limit; the duplex tests done so far
+    /// are measured again alone.
     Auto,
     /// Each node sends one test and receives another: N-1 rounds per protocol.
     Duplex,
@@ -128,7 +128,7 @@ pub struct RunArgs {
     #[arg(long, env = "IPERF3_MONITOR_MODE", value_enum, default_value_t = Mode::Mesh)]
     pub mode: Mode,
 
-    /// auto: duplex, switching to exclusive when a duplex test was limited by its node's shared CPU; duplex: a node sends one test while it receives another (fewest rounds); exclusive: a node is in one test at a time (for links whose ACKs queue behind their own traffic, or nodes whose CPU cannot drive two tests).
+    /// auto: duplex, switching to exclusive when a duplex test was limited by its nodes' shared CPU; duplex: a node sends one test while it receives another (fewest rounds); exclusive: a node is in one test at a time (for links whose ACKs queue behind their own traffic, or nodes whose CPU cannot drive two tests).
     #[arg(long, env = "IPERF3_MONITOR_PAIRING", value_enum, default_value_t = Pairing::Auto)]
     pub pairing: Pairing,
 

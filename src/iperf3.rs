@@ -210,14 +210,6 @@ impl TestResult {
         }
     }
 
-    /// The TCP sender's mean RTT.
-    pub fn rtt_seconds(&self) -> Option<f64> {
-        match self {
-            TestResult::Tcp(r) => r.rtt_seconds,
-            TestResult::Udp(_) => None,
-        }
-    }
-
     pub fn received_bytes_per_second(&self) -> f64 {
         match self {
             TestResult::Tcp(r) => r.received_bytes_per_second,

@@ -143,7 +143,6 @@ impl<R: ClientRunner> Measure<'_, R> {
         let exclusive = self.pairing == Pairing::Exclusive;
         // --pairing auto: the duplex successes so far, measured again alone if the run switches.
         let mut duplex_done: Vec<PlannedTest> = Vec::new();
-        let mut lowest_rtt = f64::INFINITY;
         let mut dispatch = Dispatch::new(plan.planned(schedule), self.nodes.len(), exclusive, plan.lanes);
         let mut running = FuturesUnordered::new();
         let mut progress = Progress::new(plan.tests);
@@ -187,16 +186,13 @@ impl<R: ClientRunner> Measure<'_, R> {
                     let (source, destination) = (&self.nodes[test.pair.source], &self.nodes[test.pair.destination]);
                     if let Some(result) = measurement.result() {
                         if self.pairing == Pairing::Auto && !lease.exclusive {
-                            let distorted = distortion(result, source.cpu_millis, destination.cpu_millis, lowest_rtt);
-                            if let Some(rtt) = result.rtt_seconds() {
-                                lowest_rtt = lowest_rtt.min(rtt);
-                            }
-                            if let (Some(why), false) = (distorted, measured.switched_to_exclusive) {
+                            let starved = cpu::starved_by_sharing(result, source.cpu_millis, destination.cpu_millis);
+                            if starved && !measured.switched_to_exclusive {
                                 // From now on every node is in one test at a time, and what was
                                 // measured in duplex is measured again alone: never reported.
                                 measured.switched_to_exclusive = true;
                                 dispatch.set_exclusive(true);
-                                self.warn_switch(&measurement, why, duplex_done.len());
+                                self.warn_switch(&measurement, result, duplex_done.len());
                                 measured.measurements.retain(|m| m.result().is_none() || m.alone);
                                 for done in duplex_done.drain(..).rev() {
                                     dispatch.retry(done);
@@ -255,18 +251,18 @@ impl<R: ClientRunner> Measure<'_, R> {
         (test, lease, self.test(names, test).await)
     }
 
-    fn warn_switch(&self, measurement: &Measurement, why: Distortion, remeasured: usize) {
-        let why = match why {
-            Distortion::SharedCpu => "was limited by the CPU its nodes share between sending and receiving",
-            Distortion::QueuedAcks => "saw its round-trip time inflated (its ACKs queue behind the receiver's own test)",
-        };
+    fn warn_switch(&self, measurement: &Measurement, result: &TestResult, remeasured: usize) {
+        let (sender, receiver) = result.cpu_ratios();
         tracing::warn!(
             source = %measurement.source,
             destination = %measurement.destination,
+            sender_cpu = sender.unwrap_or(0.0),
+            receiver_cpu = receiver.unwrap_or(0.0),
             remeasured = remeasured + 1,
-            "a duplex test {why}: switching to exclusive pairing for the rest of the run (a node in one test at a \
-             time) and measuring the duplex tests done so far again alone; set --pairing exclusive (and a longer \
-             budget) to plan for it, or --pairing duplex to keep duplex rounds"
+            "a duplex test was limited by the CPU its nodes share between sending and receiving: switching to \
+             exclusive pairing for the rest of the run (a node in one test at a time) and measuring the duplex tests \
+             done so far again alone; set --pairing exclusive (and a longer budget) to plan for it, or raise the \
+             server pods' CPU limit"
         );
     }
 
@@ -385,35 +381,6 @@ impl<R: ClientRunner> Measure<'_, R> {
         }
         measurement
     }
-}
-
-/// Why a duplex test cannot be trusted to read like the same test alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Distortion {
-    /// A node's two iperf3 processes shared a CPU limit that one of them used up.
-    SharedCpu,
-    /// The sender's RTT was several times the run's lowest: its ACKs waited behind the
-    /// receiver's own outgoing test in one egress queue (measured on the lab: 20-50 ms against
-    /// 8 ms alone, and 0.43-0.89 of the throughput).
-    QueuedAcks,
-}
-
-/// RTT inflation that marks queued ACKs: this many times the run's lowest RTT, and at least
-/// [`RTT_INFLATION_FLOOR`] above it, so that sub-millisecond jitter never counts.
-const RTT_INFLATION: f64 = 3.0;
-const RTT_INFLATION_FLOOR: f64 = 0.010;
-
-fn distortion(
-    result: &TestResult,
-    source_millis: Option<u32>,
-    destination_millis: Option<u32>,
-    lowest_rtt: f64,
-) -> Option<Distortion> {
-    if cpu::starved_by_sharing(result, source_millis, destination_millis) {
-        return Some(Distortion::SharedCpu);
-    }
-    let rtt = result.rtt_seconds()?;
-    (rtt > RTT_INFLATION * lowest_rtt && rtt > lowest_rtt + RTT_INFLATION_FLOOR).then_some(Distortion::QueuedAcks)
 }
 
 /// Failures that say the server was not taking a test just then: busy with another client, or

@@ -36,6 +36,9 @@ CONTRACT_METRICS = frozenset(
     iperf3_monitor_run_tests iperf3_monitor_run_pairs_covered iperf3_monitor_mesh_pairs
     iperf3_monitor_nodes iperf3_monitor_run_rounds iperf3_monitor_cycle_rounds
     iperf3_monitor_cycle_runs
+    iperf3_monitor_run_tests_not_run iperf3_monitor_run_rounds_skipped
+    iperf3_monitor_run_pairing_switched
+    iperf3_test_cpu_bound
     """.split()
 )
 METRIC_NAME = re.compile(r"\biperf3_[a-z0-9_]*[a-z0-9]")
