@@ -74,7 +74,7 @@ arg() { grep -oE -- "--$1=[0-9]+" "$raw/cronjob.yaml" | cut -d= -f2; }
 budget=$(arg budget) interval=$(arg interval)
 chart_duration=$(grep -A1 -- '--duration' "$raw/cronjob.yaml" | grep -oE '[0-9]+' | head -1 || true)
 chart_duration=${chart_duration:-5}
-default_concurrency=$("$monitor" run --help | grep -A3 -- '--concurrency' | grep -oE 'default: [0-9]+' | grep -oE '[0-9]+')
+default_concurrency=$("$monitor" run --help | grep -A8 -- "--concurrency" | grep -oE "default: [0-9]+" | head -1 | grep -oE "[0-9]+")
 for n in 1000 5000; do
     for c in "$default_concurrency" "$n"; do
         echo "bench-schedule: coverage n=$n c=$c" >&2

@@ -46,8 +46,10 @@ pub struct RunReport {
     /// Planned tests not run (stopped, or the budget ran out).
     pub tests_not_run: usize,
     /// Whether `--pairing auto` switched to exclusive pairing: duplex tests were limited by
-    /// their nodes' shared CPU, and were measured again alone.
+    /// their nodes' shared CPU, or read low against the same test alone.
     pub switched_to_exclusive: bool,
+    /// Duplex tests `--pairing auto` measured again alone to check them.
+    pub calibrations: Vec<measure::Calibrated>,
     /// Why planned tests were not run (`signal`, `budget`), or null.
     pub stopped: Option<StopReason>,
     pub measurements: Vec<Measurement>,
@@ -279,6 +281,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         rounds_skipped: measured.rounds_skipped,
         tests_not_run: measured.tests_not_run,
         switched_to_exclusive: measured.switched_to_exclusive,
+        calibrations: measured.calibrations,
         stopped: measured.stopped,
         measurements: measured.measurements,
         deliveries: Vec::new(),

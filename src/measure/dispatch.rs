@@ -1,10 +1,14 @@
 //! Which planned test starts next. Pure: nodes are indexes, nothing here runs anything.
 //!
-//! **No barrier between rounds.** A test starts as soon as its source is free to send and its
-//! destination free to receive (duplex pairing), or as soon as neither node is in any test
-//! (exclusive pairing), taking the plan's tests in order. So the rule of the rounds — no node
-//! sends two tests at once, no node receives two at once — holds at every instant, and a test
-//! that hangs until its timeout holds up only its own two nodes: the rest of the mesh goes on.
+//! **Rounds in order, no barrier for a late test.** A test starts when its source is free to
+//! send and its destination free to receive (duplex pairing), or when neither node is in any
+//! test (exclusive pairing), so the rule of the rounds — no node sends two tests at once, no
+//! node receives two at once — holds at every instant. Rounds start in order: a round's tests
+//! start before any of the next round's, which keeps the rounds' perfect pairing (on a healthy
+//! mesh the wall time is the lower bound; greedy out-of-order starts measured 1.3 × it). But a
+//! test whose node is held by an overdue test (one running past its expected time) steps aside
+//! and runs when that node is free, so a hanging test holds up only its own two nodes: the
+//! rest of the mesh goes on.
 //!
 //! **A sick node costs about one timeout, not one per round.** A node whose tests as a
 //! destination keep failing slowly (`timeout`, `unreachable`) from two different sources that
@@ -16,6 +20,7 @@
 //! busy server is no evidence (it is retried). The next run starts with a clean slate.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use crate::iperf3::FailureReason;
 use crate::schedule::PlannedTest;
@@ -67,7 +72,8 @@ pub enum Ended {
 /// One side of one node.
 #[derive(Debug, Default)]
 struct SideState {
-    busy: bool,
+    /// When the test holding this side is expected to end; None when free.
+    busy_until: Option<Duration>,
     succeeded: u32,
     /// Slow failures with these peers, oldest first.
     failed_with: Vec<(usize, FailureReason)>,
@@ -75,14 +81,34 @@ struct SideState {
     condemned: Option<bool>,
 }
 
+/// A test waiting to start.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    test: PlannedTest,
+    /// Measured alone whatever the pairing.
+    alone: bool,
+    /// Position of its round in this run (rounds start in order).
+    stage: usize,
+    /// Stepped aside: its node was held by an overdue test, or it is measured again. It no
+    /// longer holds back the next round, and starts whenever its nodes are free.
+    aside: bool,
+}
+
 /// The scheduler of one run's tests.
 #[derive(Debug)]
 pub struct Dispatch<I> {
     planned: I,
     /// Planned tests not started yet, in plan order: at most `window` of them are looked at.
-    pending: VecDeque<PlannedTest>,
+    pending: VecDeque<Pending>,
     window: usize,
+    /// The round and stage of the last test taken from `planned`.
+    last_round: Option<(usize, usize)>,
     exclusive: bool,
+    /// Whether rounds start in order: false once switched to exclusive pairing mid-run, as
+    /// duplex rounds do not pack into exclusive ones (any free pair may start).
+    in_order: bool,
+    /// What a test is expected to take; one running longer is overdue.
+    estimate: Duration,
     sources: Vec<SideState>,
     destinations: Vec<SideState>,
 }
@@ -90,12 +116,15 @@ pub struct Dispatch<I> {
 impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
     /// `lanes` is the most tests that run at once; the window of tests looked at holds two
     /// lanes' worth and one round of a mesh, so a blocked node never starves the others.
-    pub fn new(planned: I, nodes: usize, exclusive: bool, lanes: usize) -> Self {
+    pub fn new(planned: I, nodes: usize, exclusive: bool, lanes: usize, estimate: Duration) -> Self {
         Dispatch {
             planned,
             pending: VecDeque::new(),
             window: 2 * lanes.max(1) + nodes,
+            last_round: None,
             exclusive,
+            in_order: true,
+            estimate,
             sources: (0..nodes).map(|_| SideState::default()).collect(),
             destinations: (0..nodes).map(|_| SideState::default()).collect(),
         }
@@ -104,6 +133,7 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
     /// From now on, start tests so that every node is in at most one test (or, with `false`,
     /// sends one and receives one). Running tests keep the sides they hold.
     pub fn set_exclusive(&mut self, exclusive: bool) {
+        self.in_order &= self.exclusive == exclusive;
         self.exclusive = exclusive;
     }
 
@@ -115,50 +145,87 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
 
     fn refill(&mut self) {
         while self.pending.len() < self.window {
-            match self.planned.next() {
-                Some(test) => self.pending.push_back(test),
-                None => break,
-            }
+            let Some(test) = self.planned.next() else { break };
+            let stage = match self.last_round {
+                Some((round, stage)) if round == test.round => stage,
+                Some((_, stage)) => stage + 1,
+                None => 0,
+            };
+            self.last_round = Some((test.round, stage));
+            self.pending.push_back(Pending { test, alone: false, stage, aside: false });
         }
     }
 
     /// Puts a test back in front of the others (to measure it again later in the run).
     pub fn retry(&mut self, test: PlannedTest) {
-        self.pending.push_front(test);
+        self.pending.push_front(Pending { test, alone: false, stage: 0, aside: true });
     }
 
-    /// The earliest planned test that can start now, or one to skip; `None` when every test
-    /// left must wait for a running one (or none is left).
-    pub fn next_test(&mut self) -> Option<Next> {
+    /// Puts a test back in front of the others, to be measured alone: neither of its nodes in
+    /// any other test meanwhile, whatever the pairing.
+    pub fn retry_alone(&mut self, test: PlannedTest) {
+        self.pending.push_front(Pending { test, alone: true, stage: 0, aside: true });
+    }
+
+    /// The earliest planned test that can start at `now` (time since the run began), or one to
+    /// skip; `None` when every test left must wait for a running one (or none is left).
+    pub fn next_test(&mut self, now: Duration) -> Option<Next> {
         self.refill();
-        for i in 0..self.pending.len() {
-            let test = self.pending[i];
-            let (s, d) = (test.pair.source, test.pair.destination);
-            if let Some(condemned) = self.condemned(s, Side::Source).or_else(|| self.condemned(d, Side::Destination)) {
-                self.pending.remove(i);
-                return Some(Next::Skip(test, condemned));
+        loop {
+            // The earliest round with tests waiting in it; later rounds wait for it to start.
+            let stage = self.pending.iter().filter(|p| !p.aside).map(|p| p.stage).min();
+            let mut stepped_aside = false;
+            for i in 0..self.pending.len() {
+                let p = self.pending[i];
+                if self.in_order && !p.aside && Some(p.stage) != stage {
+                    continue;
+                }
+                let (s, d) = (p.test.pair.source, p.test.pair.destination);
+                if let Some(condemned) =
+                    self.condemned(s, Side::Source).or_else(|| self.condemned(d, Side::Destination))
+                {
+                    self.pending.remove(i);
+                    return Some(Next::Skip(p.test, condemned));
+                }
+                let exclusive = self.exclusive || p.alone;
+                let sides = self.sides(p.test, exclusive);
+                if sides.iter().all(|side| side.busy_until.is_none()) {
+                    self.pending.remove(i);
+                    let lease = Lease { exclusive };
+                    self.hold(p.test, lease, Some(now + self.estimate));
+                    return Some(Next::Start(p.test, lease));
+                }
+                if !p.aside && sides.iter().any(|side| side.busy_until.is_some_and(|until| until <= now)) {
+                    self.pending[i].aside = true;
+                    stepped_aside = true;
+                }
             }
-            let free = if self.exclusive {
-                [&self.sources[s], &self.destinations[s], &self.sources[d], &self.destinations[d]]
-                    .iter()
-                    .all(|side| !side.busy)
-            } else {
-                !self.sources[s].busy && !self.destinations[d].busy
-            };
-            if free {
-                self.pending.remove(i);
-                let lease = Lease { exclusive: self.exclusive };
-                self.hold(test, lease, true);
-                return Some(Next::Start(test, lease));
+            if !stepped_aside {
+                return None;
             }
         }
-        None
+    }
+
+    /// When the next running test becomes overdue (after `now`), if any: then a test waiting
+    /// for its node may step aside, so look again.
+    pub fn next_overdue(&self, now: Duration) -> Option<Duration> {
+        self.sources.iter().chain(&self.destinations).filter_map(|side| side.busy_until).filter(|&t| t > now).min()
+    }
+
+    /// The sides a test holds.
+    fn sides(&self, test: PlannedTest, exclusive: bool) -> Vec<&SideState> {
+        let (s, d) = (test.pair.source, test.pair.destination);
+        let mut sides = vec![&self.sources[s], &self.destinations[d]];
+        if exclusive {
+            sides.extend([&self.destinations[s], &self.sources[d]]);
+        }
+        sides
     }
 
     /// A started test ended: its nodes' sides are free again, and its outcome counts as
     /// evidence for or against them.
     pub fn finish(&mut self, test: PlannedTest, lease: Lease, ended: Ended) {
-        self.hold(test, lease, false);
+        self.hold(test, lease, None);
         let (s, d) = (test.pair.source, test.pair.destination);
         match ended {
             Ended::Success => {
@@ -173,13 +240,13 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
         }
     }
 
-    fn hold(&mut self, test: PlannedTest, lease: Lease, busy: bool) {
+    fn hold(&mut self, test: PlannedTest, lease: Lease, until: Option<Duration>) {
         let (s, d) = (test.pair.source, test.pair.destination);
-        self.sources[s].busy = busy;
-        self.destinations[d].busy = busy;
+        self.sources[s].busy_until = until;
+        self.destinations[d].busy_until = until;
         if lease.exclusive {
-            self.destinations[s].busy = busy;
-            self.sources[d].busy = busy;
+            self.destinations[s].busy_until = until;
+            self.sources[d].busy_until = until;
         }
     }
 
@@ -244,12 +311,14 @@ mod tests {
     ) -> (u64, Vec<PlannedTest>, Vec<(PlannedTest, Condemned)>) {
         let tests = planned(n, pairing);
         let total = tests.len();
-        let mut dispatch = Dispatch::new(tests.into_iter(), n, pairing == Pairing::Exclusive, lanes);
+        // Overdue one tick past a healthy test's 3 (a second past --duration).
+        let estimate = Duration::from_secs(4);
+        let mut dispatch = Dispatch::new(tests.into_iter(), n, pairing == Pairing::Exclusive, lanes, estimate);
         let mut running: Vec<(u64, PlannedTest, Lease)> = Vec::new();
         let (mut now, mut started, mut skipped) = (0, Vec::new(), Vec::new());
         loop {
             while running.len() < lanes {
-                match dispatch.next_test() {
+                match dispatch.next_test(Duration::from_secs(now)) {
                     Some(Next::Start(test, lease)) => {
                         running.push((now + cost(&test), test, lease));
                         started.push(test);
@@ -271,7 +340,8 @@ mod tests {
                 }
             }
             let Some(&(at, _, _)) = running.iter().min_by_key(|(at, _, _)| *at) else { break };
-            now = at;
+            let overdue = dispatch.next_overdue(Duration::from_secs(now)).map_or(u64::MAX, |t| t.as_secs());
+            now = at.min(overdue);
             for (_, test, lease) in running.extract_if(.., |(end_at, _, _)| *end_at == now) {
                 dispatch.finish(test, lease, end(&test));
             }
@@ -283,20 +353,20 @@ mod tests {
     #[test]
     fn a_healthy_mesh_takes_its_lower_bound_in_both_pairings() {
         for n in 2..=24 {
-            let (wall, started, skipped) = simulate(n, Pairing::Duplex, 1000, |_| 10, |_| Ended::Success);
-            assert_eq!(wall, 2 * (n as u64 - 1) * 10, "n={n}: duplex, two protocols");
+            let (wall, started, skipped) = simulate(n, Pairing::Duplex, 1000, |_| 3, |_| Ended::Success);
+            assert_eq!(wall, 2 * (n as u64 - 1) * 3, "n={n}: duplex, two protocols");
             assert_eq!((started.len(), skipped.len()), (2 * n * (n - 1), 0));
-            let (wall, _, _) = simulate(n, Pairing::Exclusive, 1000, |_| 10, |_| Ended::Success);
+            let (wall, _, _) = simulate(n, Pairing::Exclusive, 1000, |_| 3, |_| Ended::Success);
             let rounds = if n % 2 == 0 { 2 * (n - 1) } else { 2 * n } as u64;
-            assert_eq!(wall, 2 * rounds * 10, "n={n}: exclusive");
+            assert_eq!(wall, 2 * rounds * 3, "n={n}: exclusive");
         }
     }
 
     #[test]
     fn lanes_cap_the_tests_at_once() {
-        let (wall, started, _) = simulate(10, Pairing::Duplex, 3, |_| 10, |_| Ended::Success);
+        let (wall, started, _) = simulate(10, Pairing::Duplex, 3, |_| 3, |_| Ended::Success);
         assert_eq!(started.len(), 180);
-        assert_eq!(wall, 180usize.div_ceil(3) as u64 * 10);
+        assert_eq!(wall, 180usize.div_ceil(3) as u64 * 3);
     }
 
     #[test]
@@ -363,9 +433,9 @@ mod tests {
     #[test]
     fn switching_to_exclusive_mid_run_keeps_every_node_in_one_test() {
         let tests = planned(6, Pairing::Duplex);
-        let mut dispatch = Dispatch::new(tests.into_iter(), 6, false, 1000);
+        let mut dispatch = Dispatch::new(tests.into_iter(), 6, false, 1000, Duration::from_secs(4));
         let mut first = Vec::new();
-        while let Some(Next::Start(test, lease)) = dispatch.next_test() {
+        while let Some(Next::Start(test, lease)) = dispatch.next_test(Duration::ZERO) {
             first.push((test, lease));
         }
         assert_eq!(first.len(), 6, "a duplex round");
@@ -374,7 +444,7 @@ mod tests {
         }
         dispatch.set_exclusive(true);
         let mut busy = std::collections::HashSet::new();
-        while let Some(Next::Start(test, lease)) = dispatch.next_test() {
+        while let Some(Next::Start(test, lease)) = dispatch.next_test(Duration::ZERO) {
             assert!(lease.exclusive);
             assert!(busy.insert(test.pair.source) && busy.insert(test.pair.destination), "{test:?}");
         }

@@ -1,6 +1,7 @@
 //! Drives a run's planned tests through a client runner and records one [`Measurement`] per
 //! test. Which test starts when is the pure [`dispatch`]er's call.
 
+pub mod auto;
 pub mod cpu;
 pub mod dispatch;
 
@@ -28,6 +29,9 @@ const BACKOFF: Duration = Duration::from_secs(1);
 const MAX_RESERVED_MEASUREMENTS: usize = 1 << 20;
 /// Most characters of a client's stderr kept in a failure's detail.
 const MAX_DETAIL_CHARS: usize = 500;
+/// How long past its --duration a test may run before the tests waiting for its nodes step
+/// aside: a healthy test takes about 40 ms more.
+const OVERDUE_GRACE: Duration = Duration::from_secs(1);
 /// Longest time between two progress lines in the log.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
@@ -91,8 +95,19 @@ pub struct Measured {
     pub tests_not_run: usize,
     /// Why planned tests were not run, if some were not.
     pub stopped: Option<StopReason>,
-    /// Whether `--pairing auto` switched to exclusive pairing (duplex tests were CPU-bound).
+    /// Whether `--pairing auto` switched to exclusive pairing (see [`auto`]).
     pub switched_to_exclusive: bool,
+    /// Duplex tests `--pairing auto` measured again alone to check them.
+    pub calibrations: Vec<Calibrated>,
+}
+
+/// A duplex test measured again alone by `--pairing auto`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibrated {
+    pub source: Arc<str>,
+    pub destination: Arc<str>,
+    pub duplex_bytes_per_second: f64,
+    pub alone_bytes_per_second: f64,
 }
 
 /// Why a run measured fewer tests than it planned.
@@ -141,9 +156,13 @@ impl<R: ClientRunner> Measure<'_, R> {
             ..Measured::default()
         };
         let exclusive = self.pairing == Pairing::Exclusive;
-        // --pairing auto: the duplex successes so far, measured again alone if the run switches.
-        let mut duplex_done: Vec<PlannedTest> = Vec::new();
-        let mut dispatch = Dispatch::new(plan.planned(schedule), self.nodes.len(), exclusive, plan.lanes);
+        let mut auto = auto::AutoPairing::default();
+        // A test running past its --duration and a second is overdue: those waiting for its
+        // nodes step aside (see [`dispatch`]).
+        let overdue_after = self.settings.duration + OVERDUE_GRACE;
+        let mut dispatch =
+            Dispatch::new(plan.planned(schedule), self.nodes.len(), exclusive, plan.lanes, overdue_after);
+        let began = tokio::time::Instant::now();
         let mut running = FuturesUnordered::new();
         let mut progress = Progress::new(plan.tests);
         loop {
@@ -161,7 +180,7 @@ impl<R: ClientRunner> Measure<'_, R> {
                     measured.stopped = Some(StopReason::Budget);
                     break;
                 }
-                match dispatch.next_test() {
+                match dispatch.next_test(began.elapsed()) {
                     Some(Next::Start(test, lease)) => running.push(self.timed_test(&names, test, lease)),
                     Some(Next::Skip(test, condemned)) => {
                         if condemned.first {
@@ -176,7 +195,10 @@ impl<R: ClientRunner> Measure<'_, R> {
             if running.is_empty() {
                 break;
             }
+            // Look again when a running test becomes overdue: tests waiting for it step aside.
+            let overdue = dispatch.next_overdue(began.elapsed()).map(|at| began + at);
             tokio::select! {
+                () = tokio::time::sleep_until(overdue.unwrap_or(began)), if overdue.is_some() => {}
                 Some((test, lease, mut measurement)) = running.next() => {
                     let ended = match measurement.failure() {
                         None => Ended::Success,
@@ -185,24 +207,41 @@ impl<R: ClientRunner> Measure<'_, R> {
                     dispatch.finish(test, lease, ended);
                     let (source, destination) = (&self.nodes[test.pair.source], &self.nodes[test.pair.destination]);
                     if let Some(result) = measurement.result() {
-                        if self.pairing == Pairing::Auto && !lease.exclusive {
-                            let starved = cpu::starved_by_sharing(result, source.cpu_millis, destination.cpu_millis);
-                            if starved && !measured.switched_to_exclusive {
-                                // From now on every node is in one test at a time, and what was
-                                // measured in duplex is measured again alone: never reported.
-                                measured.switched_to_exclusive = true;
-                                dispatch.set_exclusive(true);
-                                self.warn_switch(&measurement, result, duplex_done.len());
-                                measured.measurements.retain(|m| m.result().is_none() || m.alone);
-                                for done in duplex_done.drain(..).rev() {
-                                    dispatch.retry(done);
+                        if self.pairing == Pairing::Auto {
+                            let verdict =
+                                auto.judge(test, lease.exclusive, result, source.cpu_millis, destination.cpu_millis);
+                            match verdict {
+                                auto::Verdict::Keep => {}
+                                auto::Verdict::MeasureAlone => {
+                                    tracing::info!(
+                                        source = %measurement.source,
+                                        destination = %measurement.destination,
+                                        "a duplex test's RTT is several times the run's lowest: measuring it again alone"
+                                    );
+                                    dispatch.retry_alone(test);
+                                    continue;
+                                }
+                                auto::Verdict::MeasureAgain => {
+                                    dispatch.retry(test);
+                                    continue;
+                                }
+                                auto::Verdict::Switch(reason) => {
+                                    // From now on every node is in one test at a time, and what
+                                    // was measured in duplex is measured again: never reported.
+                                    let again = auto.take_duplex_kept();
+                                    self.warn_switch(&measurement, result, reason, again.len());
+                                    measured.switched_to_exclusive = true;
+                                    dispatch.set_exclusive(true);
+                                    measured.measurements.retain(|m| m.result().is_none() || m.alone);
+                                    for done in again.into_iter().rev() {
+                                        dispatch.retry(done);
+                                    }
+                                    if !lease.exclusive {
+                                        dispatch.retry(test);
+                                        continue;
+                                    }
                                 }
                             }
-                            if measured.switched_to_exclusive {
-                                dispatch.retry(test);
-                                continue;
-                            }
-                            duplex_done.push(test);
                         }
                         measurement.cpu_bound =
                             cpu::bound(result, source.cpu_millis, destination.cpu_millis, lease.exclusive);
@@ -242,6 +281,16 @@ impl<R: ClientRunner> Measure<'_, R> {
                 _ => tracing::warn!(tests_left = measured.tests_not_run, "stopped before the planned tests were done"),
             }
         }
+        measured.calibrations = auto
+            .calibrations
+            .iter()
+            .map(|c| Calibrated {
+                source: names[c.source].clone(),
+                destination: names[c.destination].clone(),
+                duplex_bytes_per_second: c.duplex_bytes_per_second,
+                alone_bytes_per_second: c.alone_bytes_per_second,
+            })
+            .collect();
         measured.rounds_run = plan.rounds - measured.rounds_skipped;
         progress.done(&measured.measurements);
         measured
@@ -251,18 +300,25 @@ impl<R: ClientRunner> Measure<'_, R> {
         (test, lease, self.test(names, test).await)
     }
 
-    fn warn_switch(&self, measurement: &Measurement, result: &TestResult, remeasured: usize) {
+    fn warn_switch(&self, measurement: &Measurement, result: &TestResult, reason: auto::SwitchReason, again: usize) {
         let (sender, receiver) = result.cpu_ratios();
+        let why = match reason {
+            auto::SwitchReason::SharedCpu => {
+                "was limited by the CPU its nodes share between sending and receiving (raise the server pods' CPU limit)"
+            }
+            auto::SwitchReason::DuplexReadLow => {
+                "read under 0.9 of the same test alone (its ACKs likely queue behind the receiver's own test)"
+            }
+        };
         tracing::warn!(
             source = %measurement.source,
             destination = %measurement.destination,
             sender_cpu = sender.unwrap_or(0.0),
             receiver_cpu = receiver.unwrap_or(0.0),
-            remeasured = remeasured + 1,
-            "a duplex test was limited by the CPU its nodes share between sending and receiving: switching to \
-             exclusive pairing for the rest of the run (a node in one test at a time) and measuring the duplex tests \
-             done so far again alone; set --pairing exclusive (and a longer budget) to plan for it, or raise the \
-             server pods' CPU limit"
+            measured_again = again,
+            "a duplex test {why}: switching to exclusive pairing for the rest of the run (a node in one test at a \
+             time) and measuring the duplex tests done so far again; set --pairing exclusive (and a longer budget) \
+             to plan for it"
         );
     }
 

@@ -160,6 +160,7 @@ mod tests {
             rounds_skipped: 0,
             tests_not_run: 0,
             switched_to_exclusive: false,
+            calibrations: Vec::new(),
             stopped: None,
             measurements: vec![
                 measurement("a<b", "n2", tcp(12.5e6)),
