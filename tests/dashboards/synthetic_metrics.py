@@ -10,6 +10,7 @@ The scenario, so that every panel has something to show and the freshness logic 
   - nodes n1..nN measure the full mesh over tcp and udp every --interval seconds;
   - n3 -> n1 is slow over tcp (a tenth of the others), n2 -> n4 loses 3% over udp;
   - n4 -> n2 over udp fails with reason "timeout" in the last two runs;
+  - n1 -> n2 over tcp is CPU-bound (iperf3_test_cpu_bound 1, its sender near 100% CPU);
   - node n(N+1) took part in the first hour only, then left the cluster: its pairs must vanish
     from the dashboards (through the Pushgateway its last values are still scraped).
 """
@@ -91,7 +92,9 @@ def simulate(args: argparse.Namespace) -> Pushes:
                         rate = rate * (1 - loss)
                     pushes.add(end, "iperf3_received_bytes_per_second", labels, rate)
                     pushes.add(end, "iperf3_sent_bytes_per_second", labels, sent)
-                    pushes.add(end, "iperf3_sender_cpu_utilization_ratio", labels, 0.2 + rng.random() * 0.1)
+                    cpu_bound = protocol == "tcp" and (src, dst) == ("n1", "n2")
+                    pushes.add(end, "iperf3_test_cpu_bound", labels, 1 if cpu_bound else 0)
+                    pushes.add(end, "iperf3_sender_cpu_utilization_ratio", labels, 0.97 if cpu_bound else 0.2 + rng.random() * 0.1)
                     pushes.add(end, "iperf3_receiver_cpu_utilization_ratio", labels, 0.3 + rng.random() * 0.1)
         run_end = start + args.duration_per_run + 1
         mesh = len(members) * (len(members) - 1)
@@ -106,6 +109,9 @@ def simulate(args: argparse.Namespace) -> Pushes:
         pushes.add(run_end, "iperf3_monitor_run_rounds", base, 2 * (len(members) - 1))
         pushes.add(run_end, "iperf3_monitor_cycle_rounds", base, 2 * (len(members) - 1))
         pushes.add(run_end, "iperf3_monitor_cycle_runs", base, 1)
+        pushes.add(run_end, "iperf3_monitor_run_tests_not_run", base, 0)
+        pushes.add(run_end, "iperf3_monitor_run_rounds_skipped", base, 0)
+        pushes.add(run_end, "iperf3_monitor_run_pairing_switched", base, 0)
     return pushes
 
 
