@@ -14,7 +14,8 @@
 # Variables are resolved like Grafana does: a variable's own label_values() query is sent to
 # PROM_URL, single-value variables take the first value, All takes the allValue, panels repeated
 # over a variable are checked once per value. Then every query must return data, except queries
-# on iperf3_test_failure (only emitted for failed tests), and each throughput matrix must have one
+# on iperf3_test_failure (only emitted for failed tests) and those keeping CPU-bound tests
+# (iperf3_test_cpu_bound == 1: a healthy run may have none), and each throughput matrix must have one
 # cell per directed pair of distinct nodes. Prints one line per query and a closing
 # "dashboard-queries: N passed, M failed"; exits non-zero if anything failed.
 #
