@@ -374,8 +374,9 @@ mod tests {
         // 8 nodes, tests of 3 ticks, node 5's server hangs every test until a 7-tick timeout.
         let sick = 5;
         let cost = |t: &PlannedTest| if t.pair.destination == sick { 7 } else { 3 };
-        let end =
-            |t: &PlannedTest| if t.pair.destination == sick { Ended::Failure(FailureReason::Timeout) } else { Ended::Success };
+        let end = |t: &PlannedTest| {
+            if t.pair.destination == sick { Ended::Failure(FailureReason::Timeout) } else { Ended::Success }
+        };
         let (wall, started, skipped) = simulate(8, Pairing::Duplex, 1000, cost, end);
         // Lower bound 2 × 7 × 3 = 42 ticks; barriers would cost 14 timeouts (+56). Issue 19's
         // target: 1.15 × the bound + one timeout.

@@ -296,7 +296,12 @@ impl<R: ClientRunner> Measure<'_, R> {
         measured
     }
 
-    async fn timed_test(&self, names: &[Arc<str>], test: PlannedTest, lease: Lease) -> (PlannedTest, Lease, Measurement) {
+    async fn timed_test(
+        &self,
+        names: &[Arc<str>],
+        test: PlannedTest,
+        lease: Lease,
+    ) -> (PlannedTest, Lease, Measurement) {
         (test, lease, self.test(names, test).await)
     }
 
@@ -323,11 +328,8 @@ impl<R: ClientRunner> Measure<'_, R> {
     }
 
     fn warn_condemned(&self, condemned: &Condemned) {
-        let evidence: Vec<String> = condemned
-            .evidence
-            .iter()
-            .map(|&(peer, reason)| format!("{} ({reason})", self.nodes[peer].name))
-            .collect();
+        let evidence: Vec<String> =
+            condemned.evidence.iter().map(|&(peer, reason)| format!("{} ({reason})", self.nodes[peer].name)).collect();
         let side = match condemned.side {
             Side::Source => "as a source: its tests towards",
             Side::Destination => "as a destination: the tests from",
@@ -350,11 +352,8 @@ impl<R: ClientRunner> Measure<'_, R> {
             Side::Source => ("source", "towards"),
             Side::Destination => ("destination", "from"),
         };
-        let evidence: Vec<String> = condemned
-            .evidence
-            .iter()
-            .map(|&(peer, reason)| format!("{} ({reason})", self.nodes[peer].name))
-            .collect();
+        let evidence: Vec<String> =
+            condemned.evidence.iter().map(|&(peer, reason)| format!("{} ({reason})", self.nodes[peer].name)).collect();
         Measurement {
             source: names[test.pair.source].clone(),
             destination: names[test.pair.destination].clone(),
@@ -379,12 +378,12 @@ impl<R: ClientRunner> Measure<'_, R> {
         let source = &self.nodes[pair.source];
         let destination = &self.nodes[pair.destination];
         let credentials = destination.credentials.as_ref();
-        let argv =
-            iperf3::client_argv(self.settings, protocol, &destination.address, destination.port, credentials);
+        let argv = iperf3::client_argv(self.settings, protocol, &destination.address, destination.port, credentials);
         let command = ClientCommand { argv: &argv, credentials };
         let started = Instant::now();
         let mut attempt = 0;
         let outcome = loop {
+            let attempt_started = Instant::now();
             let outcome = match self.runner.run(source, command, self.settings.timeout).await {
                 Ok(output) => judge(protocol, &output),
                 Err(RunError::Timeout(_)) => Err(Failure::new(
@@ -397,7 +396,7 @@ impl<R: ClientRunner> Measure<'_, R> {
                 Err(RunError::Spawn(message)) => Err(Failure::new(FailureReason::Spawn, message)),
             };
             match outcome {
-                Err(failure) if is_transient(&failure) && attempt < RETRIES => {
+                Err(failure) if is_transient(&failure, attempt_started.elapsed()) && attempt < RETRIES => {
                     tokio::time::sleep(BACKOFF * 2u32.pow(attempt)).await;
                     attempt += 1;
                 }
@@ -441,12 +440,22 @@ impl<R: ClientRunner> Measure<'_, R> {
 
 /// Failures that say the server was not taking a test just then: busy with another client, or
 /// resetting the connection while it gets ready for the next test (iperf3 reopens its listening
-/// socket after each test; a client arriving in that gap, as the next round starts, is reset).
-fn is_transient(failure: &Failure) -> bool {
+/// socket after each test; a client arriving in that gap, as its previous test ends, is reset
+/// while connecting, or just after: "unable to receive control message: Connection reset by
+/// peer" within [`RESET_AT_START`] of the start, before any data was sent).
+fn is_transient(failure: &Failure, took: Duration) -> bool {
+    let detail = failure.detail.to_ascii_lowercase();
     failure.reason == FailureReason::Busy
         || (failure.reason == FailureReason::Error
-            && failure.detail.to_ascii_lowercase().starts_with("unable to connect to server: connection reset"))
+            && detail.starts_with("unable to connect to server: connection reset"))
+        || (failure.reason == FailureReason::Interrupted
+            && took < RESET_AT_START
+            && detail.starts_with("unable to receive control message: connection reset"))
 }
+
+/// A control connection reset this soon after the client started is the server between two
+/// tests, not a server gone mid-test.
+const RESET_AT_START: Duration = Duration::from_secs(1);
 
 /// Turns a finished client's output into a result; the JSON decides, the exit code confirms.
 fn judge(protocol: Protocol, output: &ClientOutput) -> Result<TestResult, Failure> {
@@ -739,7 +748,11 @@ mod tests {
         let calls = runner.calls.lock().unwrap();
         assert_eq!(calls.iter().filter(|(_, a)| a[2] == "a0").count(), 1 + RETRIES as usize);
         let refused = r#"{"end":{},"error":"unable to connect to server: Connection refused"}"#;
-        assert!(!is_transient(&iperf3::parse(Protocol::Tcp, refused.as_bytes()).unwrap_err()));
+        assert!(!is_transient(&iperf3::parse(Protocol::Tcp, refused.as_bytes()).unwrap_err(), Duration::ZERO));
+        let reset = r#"{"end":{},"error":"unable to receive control message: Connection reset by peer"}"#;
+        let reset = iperf3::parse(Protocol::Tcp, reset.as_bytes()).unwrap_err();
+        assert!(is_transient(&reset, Duration::from_millis(10)), "reset at the start: the server between two tests");
+        assert!(!is_transient(&reset, Duration::from_secs(3)), "reset mid-test: the server went away");
     }
 
     #[test]
@@ -879,7 +892,8 @@ mod tests {
         let schedule = Schedule::new(Topology::Mesh { nodes: 4, pairing: Pairing::Auto }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (_tx, stop) = watch::channel(false);
-        let measure = Measure { runner: &runner, nodes: &nodes, settings: &settings, pairing: Pairing::Auto, deadline: None };
+        let measure =
+            Measure { runner: &runner, nodes: &nodes, settings: &settings, pairing: Pairing::Auto, deadline: None };
         let measured = measure.run(&schedule, &plan, stop).await;
         assert!(measured.switched_to_exclusive);
         assert_eq!(measured.measurements.len(), 12, "every pair once");

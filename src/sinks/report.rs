@@ -28,11 +28,9 @@ pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Resu
             "{protocol}: received throughput in Mbit/s (rows: source, columns: destination; * CPU-bound: the nodes' CPU, not the path, set it)"
         );
         matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(src, dst) {
-            Some(Measurement { outcome: Outcome::Success(result), cpu_bound, .. }) => format!(
-                "{:.1}{}",
-                result.received_bytes_per_second() * 8.0 / 1e6,
-                if *cpu_bound { "*" } else { "" }
-            ),
+            Some(Measurement { outcome: Outcome::Success(result), cpu_bound, .. }) => {
+                format!("{:.1}{}", result.received_bytes_per_second() * 8.0 / 1e6, if *cpu_bound { "*" } else { "" })
+            }
             Some(Measurement { outcome: Outcome::Failure(failure), .. }) => failure.reason.to_string(),
             None => "-".into(),
         })?;

@@ -134,7 +134,9 @@ pub fn parse(
         }
         let cpu_millis = match node.cpu {
             None => None,
-            Some(cores) if cores.is_finite() && (0.001..=4096.0).contains(&cores) => Some((cores * 1000.0).round() as u32),
+            Some(cores) if cores.is_finite() && (0.001..=4096.0).contains(&cores) => {
+                Some((cores * 1000.0).round() as u32)
+            }
             Some(cores) => {
                 return Err(format!(
                     "{}: {cores} of node '{}' is not a number of cores between 0.001 and 4096",

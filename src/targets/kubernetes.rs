@@ -301,7 +301,9 @@ mod tests {
 
     #[test]
     fn cpu_quantities_become_millicores() {
-        for (quantity, millis) in [("500m", Some(500)), ("1", Some(1000)), ("1.5", Some(1500)), ("0", None), ("x", None)] {
+        for (quantity, millis) in
+            [("500m", Some(500)), ("1", Some(1000)), ("1.5", Some(1500)), ("0", None), ("x", None)]
+        {
             assert_eq!(cpu_millis(quantity), millis, "{quantity}");
         }
     }
