@@ -440,8 +440,12 @@ fn a_link_going_down_mid_run_fails_only_its_node() {
             _ => Some(&["unreachable", "timeout", "skipped"]),
         }
     });
-    let skipped: Vec<String> =
-        run.outcomes().into_iter().filter(|(_, reason)| reason.as_deref() == Some("skipped")).map(|(p, _)| format!("{p:?}")).collect();
+    let skipped: Vec<String> = run
+        .outcomes()
+        .into_iter()
+        .filter(|(_, reason)| reason.as_deref() == Some("skipped"))
+        .map(|(p, _)| format!("{p:?}"))
+        .collect();
     assert!(skipped.iter().all(|p| p.contains("n3")), "{skipped:?}");
     // Three rounds, each at most one --test-timeout.
     assert!(run.elapsed < Duration::from_secs(3 * 8 + 5), "{:?}", run.elapsed);
@@ -658,9 +662,8 @@ fn the_api_server_failing_or_slow_during_exec() {
         "n3" => Some(&["timeout", "skipped"]),
         _ => None,
     });
-    let from_n3 = |reason: &str| {
-        run.outcomes().iter().filter(|((s, _, _), r)| s == "n3" && r.as_deref() == Some(reason)).count()
-    };
+    let from_n3 =
+        |reason: &str| run.outcomes().iter().filter(|((s, _, _), r)| s == "n3" && r.as_deref() == Some(reason)).count();
     assert_eq!((from_n3("timeout"), from_n3("skipped")), (2, 1));
     for m in run.measurements().iter().filter(|m| m["source"] == "n2") {
         let detail = m["outcome"]["failure"]["detail"].as_str().unwrap();
