@@ -2,8 +2,11 @@
 # A real Kubernetes control plane on this machine (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, built by scripts/k8s/build.sh) and kwok nodes for it.
 #
-#   scripts/k8s/control-plane.sh up NAME [--address ADDR] [--port PORT] [--apiserver-arg ARG]...
+#   scripts/k8s/control-plane.sh up NAME [--address ADDR] [--port PORT]
+#                                [--apiserver-arg ARG]... [--controller-manager-arg ARG]...
 #   scripts/k8s/control-plane.sh add-node NAME NODE --ip IP [--netns NS] [--cidr CIDR]
+#                                [--label KEY=VALUE]... [--config FILE]...
+#   scripts/k8s/control-plane.sh add-fleet NAME PREFIX --count N [--lease-seconds S]
 #                                [--label KEY=VALUE]... [--config FILE]...
 #   scripts/k8s/control-plane.sh env NAME
 #   scripts/k8s/control-plane.sh down NAME
@@ -13,20 +16,32 @@
 # namespaces give the lab bridge's host address (198.18.S.254), the one address both this
 # machine and the namespaces reach. `add-node` registers Node NODE and starts a kwok for it,
 # inside NS when given (then every command exec'd into its pods runs in NS), serving the
-# kubelet API on IP:10250. `env` prints shell exports (KUBECONFIG, PATH with kubectl).
-# `down` stops everything `up` and `add-node` started, by PID, and removes the state.
+# kubelet API on IP:10250. `add-fleet` registers N nodes PREFIX-1..PREFIX-N run by one kwok in
+# this machine's namespace, with no kubelet API (so no exec): for tests of scale. `--config`
+# replaces the default pod stages and ClusterExec with kwok configuration files of one's own.
+# `env` prints shell exports (KUBECONFIG, and PATH with kubectl). `down` stops everything that
+# `up`, `add-node` and `add-fleet` started, by PID, and removes the state.
+#
+# Addresses: lab ranges only (198.18.0.0/15). Nodes in namespaces have the lab's 198.18.S.i.
+# Everything that nothing serves is in 198.19.0.0/16, and `up` makes that range unreachable on
+# this machine, so that a connection to such an address fails here instead of leaving by the
+# default route:
+#   198.19.0.0/18     pods (not hostNetwork) of node 198.18.S.i: a /26 for each i
+#   198.19.64.0/18    fleet nodes' InternalIPs (250 in each /24, up to 16,000)
+#   198.19.128.0/18   fleet pods (not hostNetwork)
+#   198.19.255.0/24   Services (the `kubernetes` Service at 198.19.255.1)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE_ROOT=${IPERF3_MONITOR_K8S_STATE:-/dev/shm/iperf3-monitor-k8s}
-# Lab ranges only (RFC 2544 benchmarking addresses): Services in 198.19.255.0/24, the
-# `kubernetes` Service at its first address; pods of node 198.18.S.i get 198.19.i.0/24.
+UNSERVED=198.19.0.0/16
+FLEET_POD_CIDR=198.19.128.0/18
 SERVICE_CIDR=198.19.255.0/24
 SERVICE_IP=198.19.255.1
 KUBELET_PORT=10250
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '5,12p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -45,12 +60,21 @@ free_port() {
 s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
 }
 
-# wait_for WHAT SECONDS COMMAND...: retries COMMAND every 0.2 s until it succeeds.
+# wait_for STATE WHAT SECONDS COMMAND...: retries COMMAND every 0.2 s until it succeeds; fails
+# at once, with the end of its log, when a process that STATE started has ended.
 wait_for() {
-    local what=$1 seconds=$2
-    shift 2
+    local state=$1 what=$2 seconds=$3 pidfile component
+    shift 3
     local deadline=$((SECONDS + seconds))
     until "$@" >/dev/null 2>&1; do
+        for pidfile in "$state"/pids/*.pid; do
+            if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+                component=$(basename "$pidfile" .pid)
+                echo "control-plane.sh: $component has ended; the end of its log:" >&2
+                tail -n 15 "$state/logs/$component.log" >&2
+                return 1
+            fi
+        done
         if ((SECONDS >= deadline)); then
             echo "control-plane.sh: $what not ready after ${seconds} s" >&2
             return 1
@@ -123,12 +147,15 @@ up_failed() {
 up() {
     local name=$1
     shift
-    local address=127.0.0.1 port="" extra=()
+    local address=127.0.0.1 port="" apiserver_args=() kcm_args=()
     while [[ $# -gt 0 ]]; do
         case $1 in
             --address) address=$2; shift 2 ;;
             --port) port=$2; shift 2 ;;
-            --apiserver-arg) extra+=("$2"); shift 2 ;;
+            --apiserver-arg) apiserver_args+=("$2"); shift 2 ;;
+            --apiserver-arg=*) apiserver_args+=("${1#*=}"); shift ;;
+            --controller-manager-arg) kcm_args+=("$2"); shift 2 ;;
+            --controller-manager-arg=*) kcm_args+=("${1#*=}"); shift ;;
             *) usage ;;
         esac
     done
@@ -144,6 +171,8 @@ up() {
     local state=$STATE_ROOT/$name
     mkdir -p "$state"/{pki,logs,pids}
     mkdir -m 700 "$state/etcd"
+    # Shared by every control plane here; down removes it with the last one.
+    [[ -n $(ip route show type unreachable "$UNSERVED") ]] || ip route add unreachable "$UNSERVED"
     chmod 700 "$state"
     echo "$bin" >"$state/bin"
     # Whatever fails below (set -e may exit from any function), leave nothing running; keep
@@ -191,7 +220,7 @@ up() {
         --listen-peer-urls="http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer_port" \
         --initial-cluster="$name=http://127.0.0.1:$etcd_peer_port" \
         --unsafe-no-fsync --log-level=warn
-    wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+    wait_for "$state" etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
     # The `kubernetes` Service's endpoint is the advertised address, and an Endpoints object
     # may not hold a loopback address: on 127.0.0.1 the Service gets no endpoint.
@@ -215,9 +244,11 @@ up() {
         --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
         --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
         --profiling=false \
-        "${extra[@]}"
-    wait_for kube-apiserver 60 curl_api "$state" /readyz
+        "${apiserver_args[@]}"
+    wait_for "$state" kube-apiserver 60 curl_api "$state" /readyz
 
+    # The controllers' client limit is raised from 20 requests a second: at the default, the
+    # node lifecycle controller takes minutes to lift the not-ready taints of a 5,000-node fleet.
     start "$state" kube-controller-manager "$bin/kube-controller-manager" \
         --kubeconfig="$state/controller-manager.kubeconfig" \
         --authentication-kubeconfig="$state/controller-manager.kubeconfig" \
@@ -227,22 +258,79 @@ up() {
         --root-ca-file="$pki/ca.crt" --service-account-private-key-file="$pki/sa.key" \
         --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
         --service-cluster-ip-range="$SERVICE_CIDR" \
-        --profiling=false
+        --kube-api-qps=200 --kube-api-burst=400 \
+        --profiling=false \
+        "${kcm_args[@]}"
     start "$state" kube-scheduler "$bin/kube-scheduler" \
         --kubeconfig="$state/scheduler.kubeconfig" \
         --authentication-kubeconfig="$state/scheduler.kubeconfig" \
         --authorization-kubeconfig="$state/scheduler.kubeconfig" \
         --bind-address=127.0.0.1 --secure-port="$scheduler_port" --cert-dir="$state/scheduler" \
         --leader-elect=false --profiling=false
-    wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
-    wait_for kube-scheduler 60 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
+    wait_for "$state" kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
+    wait_for "$state" kube-scheduler 60 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
     # Pods can be created in a namespace once its `default` ServiceAccount exists: the sign
     # that the controllers work, and what a caller's first pod needs.
-    wait_for "ServiceAccount default/default" 60 curl_api "$state" /api/v1/namespaces/default/serviceaccounts/default
+    wait_for "$state" "ServiceAccount default/default" 60 curl_api "$state" /api/v1/namespaces/default/serviceaccounts/default
     trap - EXIT
     rm -rf "$state.failed-logs"
     echo "api-server: $(cat "$state/server")"
     echo "$state/admin.kubeconfig"
+}
+
+# kwok_config STATE FILE [CONFIG...]: kwok's stages (from its module, copied by build.sh):
+# nodes become Ready and keep a lease; pods become Running, a Job's pods Succeeded; ClusterExec:
+# pods/exec runs the command locally, that is, in the namespace kwok runs in. CONFIGs replace
+# all but the node stages.
+kwok_config() {
+    local state=$1 file=$2 stages f
+    shift 2
+    stages=$(cat "$state/bin")/../kwok-stages
+    {
+        for f in "$stages"/node-*.yaml; do cat "$f"; echo "---"; done
+        if [[ $# -eq 0 ]]; then
+            for f in "$stages"/pod-*.yaml; do cat "$f"; echo "---"; done
+            cat <<EOF
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterExec
+metadata:
+  name: local
+spec:
+  execs:
+  - local: {}
+EOF
+        else
+            for f in "$@"; do cat "$f"; echo "---"; done
+        fi
+    } >"$file"
+}
+
+# node_yaml NODE IP [LABEL...]: a List item for a Node as a kubelet would register it, with no
+# taint (so that DaemonSets land) and its InternalIP, which kwok keeps.
+node_yaml() {
+    local node=$1 ip=$2 label
+    shift 2
+    cat <<EOF
+- apiVersion: v1
+  kind: Node
+  metadata:
+    name: $node
+    annotations:
+      kwok.x-k8s.io/node: fake
+    labels:
+      kubernetes.io/hostname: $node
+      kubernetes.io/os: linux
+      kubernetes.io/arch: amd64
+EOF
+    for label in "$@"; do
+        echo "      ${label%%=*}: \"${label#*=}\""
+    done
+    cat <<EOF
+  status:
+    addresses:
+    - {type: InternalIP, address: $ip}
+    - {type: Hostname, address: $node}
+EOF
 }
 
 add_node() {
@@ -262,9 +350,12 @@ add_node() {
     local state=$STATE_ROOT/$name
     [[ -f $state/server ]] || die "no control plane '$name' (run up first)"
     [[ $node =~ ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ ]] || die "NODE '$node' is not a valid node name"
-    [[ $ip == 198.1[89].* ]] || die "--ip must be a lab address (198.18.0.0/15), not '$ip'"
+    [[ $ip =~ ^198\.1[89]\.[0-9]+\.([0-9]+)$ ]] || die "--ip must be a lab address (198.18.0.0/15), not '$ip'"
     # kwok's default pod CIDR is 10.0.0.0/24: never let it pick that.
-    [[ -n $cidr ]] || cidr=198.19.${ip##*.}.0/24
+    if [[ -z $cidr ]]; then
+        local offset=$((BASH_REMATCH[1] * 64))
+        cidr=198.19.$((offset / 256)).$((offset % 256))/26
+    fi
     [[ $cidr == 198.1[89].* ]] || die "--cidr must be in 198.18.0.0/15, not '$cidr'"
     local bin
     bin=$(cat "$state/bin")
@@ -279,44 +370,10 @@ add_node() {
         run=(ip netns exec "$netns")
     fi
 
-    # The node's labels as a kubelet would set them; no taint, so DaemonSets land.
-    local label_lines="    kubernetes.io/hostname: $node"$'\n'"    kubernetes.io/os: linux"$'\n'"    kubernetes.io/arch: amd64"
-    for label in "${labels[@]}"; do
-        label_lines+=$'\n'"    ${label%%=*}: \"${label#*=}\""
-    done
-    "$bin/kubectl" --kubeconfig="$state/admin.kubeconfig" apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Node
-metadata:
-  name: $node
-  annotations:
-    kwok.x-k8s.io/node: fake
-  labels:
-$label_lines
-EOF
-
-    # kwok's stages (from its module, copied by build.sh): nodes become Ready and keep a lease;
-    # pods become Running, a Job's pods Succeeded. ClusterExec: pods/exec runs the command
-    # locally, that is, in the namespace kwok runs in.
-    local config=$state/kwok-$node.yaml
-    {
-        for f in "$bin"/../kwok-stages/node-*.yaml; do cat "$f"; echo "---"; done
-        if [[ ${#configs[@]} -eq 0 ]]; then
-            for f in "$bin"/../kwok-stages/pod-*.yaml; do cat "$f"; echo "---"; done
-            cat <<EOF
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: ClusterExec
-metadata:
-  name: local
-spec:
-  execs:
-  - local: {}
-EOF
-        else
-            for f in "${configs[@]}"; do cat "$f"; echo "---"; done
-        fi
-    } >"$config"
-    start "$state" "kwok-$node" "${run[@]}" "$bin/kwok" --config="$config" \
+    { echo "apiVersion: v1"; echo "kind: List"; echo "items:"; node_yaml "$node" "$ip" "${labels[@]}"; } |
+        "$bin/kubectl" --kubeconfig="$state/admin.kubeconfig" apply -f - >/dev/null
+    kwok_config "$state" "$state/kwok-$node.yaml" "${configs[@]}"
+    start "$state" "kwok-$node" "${run[@]}" "$bin/kwok" --config="$state/kwok-$node.yaml" \
         --kubeconfig="$state/admin.kubeconfig" --manage-single-node="$node" \
         --node-ip="$ip" --node-name="$node" --node-port="$KUBELET_PORT" \
         --server-address="$ip:$KUBELET_PORT" --cidr="$cidr"
@@ -325,6 +382,58 @@ EOF
         die "node $node not Ready"
     fi
     echo "node $node Ready at $ip (kwok pid $(cat "$state/pids/kwok-$node.pid"))"
+}
+
+# fleet_ready STATE SELECTOR COUNT: are COUNT nodes with the label SELECTOR Ready?
+fleet_ready() {
+    local ready
+    ready=$("$(cat "$1/bin")/kubectl" --kubeconfig="$1/admin.kubeconfig" get nodes -l "$2" \
+        -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)
+    [[ $ready -eq $3 ]]
+}
+
+add_fleet() {
+    local name=$1 prefix=$2
+    shift 2
+    local count="" lease=40 labels=() configs=()
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --count) count=$2; shift 2 ;;
+            --lease-seconds) lease=$2; shift 2 ;;
+            --label) labels+=("$2"); shift 2 ;;
+            --config) configs+=("$2"); shift 2 ;;
+            *) usage ;;
+        esac
+    done
+    local state=$STATE_ROOT/$name
+    [[ -f $state/server ]] || die "no control plane '$name' (run up first)"
+    [[ $prefix =~ ^[a-z]([a-z0-9-]{0,40}[a-z0-9])?$ ]] || die "PREFIX '$prefix' is not a valid node name prefix"
+    [[ $count =~ ^[0-9]+$ && $count -ge 1 && $count -le 16000 ]] || die "--count must be 1 to 16000"
+    [[ ! -f $state/pids/kwok-$prefix.pid ]] || die "there is a fleet or node $prefix already"
+    local bin k
+    bin=$(cat "$state/bin")
+    local selector=iperf3-monitor.lab/fleet=$prefix
+    {
+        echo "apiVersion: v1"; echo "kind: List"; echo "items:"
+        for ((k = 0; k < count; k++)); do
+            node_yaml "$prefix-$((k + 1))" "198.19.$((64 + k / 250)).$((k % 250 + 1))" "$selector" "${labels[@]}"
+        done
+    } | "$bin/kubectl" --kubeconfig="$state/admin.kubeconfig" create -f - >/dev/null
+    kwok_config "$state" "$state/kwok-$prefix.yaml" "${configs[@]}"
+    # One kwok for all of them, logging only warnings (at INFO, a line for every patch). It
+    # renews each node's lease every lease/4 s: at the default 40 s, 5,000 nodes make 500
+    # writes a second. For a big fleet give a longer lease, and the controller manager a
+    # --node-monitor-grace-period longer than the lease, or the node lifecycle controller and
+    # kwok take turns at marking the nodes NotReady and Ready.
+    start "$state" "kwok-$prefix" "$bin/kwok" --config="$state/kwok-$prefix.yaml" \
+        --kubeconfig="$state/admin.kubeconfig" --manage-nodes-with-label-selector="$selector" \
+        --node-lease-duration-seconds="$lease" --cidr="$FLEET_POD_CIDR" --v=WARN
+    # One list a time (`kubectl wait` on many objects waits for them one after the other).
+    if ! wait_for "$state" "fleet $prefix" $((60 + count / 50)) fleet_ready "$state" "$selector" "$count"; then
+        tail -n 20 "$state/logs/kwok-$prefix.log" >&2
+        die "fleet $prefix not Ready"
+    fi
+    echo "fleet $prefix: $count nodes Ready (kwok pid $(cat "$state/pids/kwok-$prefix.pid"))"
 }
 
 env_() {
@@ -367,6 +476,9 @@ down() {
     stop "$bin" "$state/pids/kube-apiserver.pid"
     stop "$bin" "$state/pids/etcd.pid"
     rm -rf "$state"
+    if ! compgen -G "$STATE_ROOT/*/server" >/dev/null; then
+        ip route del unreachable "$UNSERVED" 2>/dev/null || true
+    fi
 }
 
 [[ $# -ge 2 ]] || usage
@@ -377,6 +489,7 @@ check_name "$name"
 case $command in
     up) up "$name" "$@" ;;
     add-node) [[ $# -ge 1 ]] || usage; add_node "$name" "$@" ;;
+    add-fleet) [[ $# -ge 1 ]] || usage; add_fleet "$name" "$@" ;;
     env) env_ "$name" ;;
     down) down "$name" ;;
     *) usage ;;
