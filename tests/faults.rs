@@ -325,7 +325,7 @@ fn a_blackholed_path_is_unreachable_within_the_test_timeout() {
 #[test]
 fn a_hung_server_and_a_dark_node_are_tried_twice_then_skipped() {
     let _lock = lab_lock();
-    let lab = Lab::up("ftsick", 92, &[50, 50, 50, 50, 50, 50], &[]);
+    let lab = Lab::up("ftsick", 89, &[50, 50, 50, 50, 50, 50], &[]);
     let pid = lab.server_pid(2);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
     let _resume = Resume(pid);

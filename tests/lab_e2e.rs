@@ -395,3 +395,34 @@ fn a_round_longer_than_the_budget_is_measured_over_several_runs() {
     assert_eq!(common::value_of(&prom.query("iperf3_monitor_cycle_runs")[0]), 6.0);
     assert_eq!(common::value_of(&prom.query("iperf3_monitor_run_pairs_covered")[0]), 1.0);
 }
+
+/// Issue 18: unshaped nodes of a quarter core each (one cgroup quota over each node's server and
+/// the clients run on it). Duplex tests starve their nodes' shared CPU, so the default pairing
+/// switches to exclusive, measures again alone what it measured in duplex, and flags the tests
+/// CPU-bound: in the report, the matrix and Prometheus.
+#[test]
+fn a_cpu_starved_mesh_switches_to_exclusive_and_flags_its_tests_cpu_bound() {
+    let _lock = lab_lock();
+    let lab = Lab::up("e2ecpu", 27, &[10_000, 10_000, 10_000], &["--cpu-quota", "0.25"]);
+    let prom = Prometheus::start();
+    let args = ["--inventory", lab.inventory.to_str().unwrap(), "--protocols", "tcp", "--duration", "2"];
+    let output =
+        run_monitor(&[], &[&args[..], &["--output", "json", "--remote-write-url", &prom.remote_write_url()]].concat());
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = report(&output);
+    assert_eq!(report["switched_to_exclusive"], true, "{report}");
+    let measurements = report["measurements"].as_array().unwrap();
+    assert_eq!(measurements.len(), 6, "every pair once: the duplex figures are not reported");
+    assert!(measurements.iter().all(|m| m["alone"] == true), "{report}");
+    // Alone, the receiver uses its node's whole quarter core: iperf3's own figures say so.
+    let bound = measurements.iter().filter(|m| m["cpu_bound"] == true).count();
+    assert!(bound >= 4, "{bound} of 6 CPU-bound: {report}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("switching to exclusive pairing"), "{stderr}");
+    assert_eq!(prom.query("iperf3_test_cpu_bound == 1").len(), bound);
+    assert_eq!(common::value_of(&prom.query("iperf3_monitor_run_pairing_switched")[0]), 1.0);
+    // The matrix marks them.
+    let table = run_monitor(&[], &[&args[..], &["--pairing", "exclusive"]].concat());
+    let stdout = String::from_utf8_lossy(&table.stdout);
+    assert!(stdout.contains('*') && stdout.contains("CPU-bound"), "{stdout}");
+}
