@@ -184,6 +184,11 @@ pub struct Plan {
     pub first_test: usize,
     /// Tests this run measures.
     pub tests: usize,
+    /// How far the next run's slice starts after this one's: `tests` less one wave, so that
+    /// each run first measures again the last wave of the previous run's slice, and a run
+    /// that overran its budget by up to one wave (a hanging test, retries) leaves no pair of
+    /// its slice unmeasured in the cycle. All of `tests` when one wave is all a run holds.
+    pub stride: usize,
     /// Tests in the full cycle (all protocols).
     pub cycle_tests: usize,
     /// Cycle index of the round of the first test.
@@ -216,8 +221,9 @@ impl Plan {
     /// Plans the run with index `run_index` (consecutive runs have consecutive indexes). At most
     /// `concurrency` tests run at once, each lane running tests of `test_duration` plus
     /// [`TEST_ALLOWANCE`] back to back, so a budget holds `lanes × ⌊budget / test⌋` tests, whole
-    /// rounds or not. Run k measures the cycle's tests [k·fit, (k+1)·fit) modulo the cycle, so
-    /// `cycle_runs` consecutive runs cover every pair. The tests of a slice still never share a
+    /// rounds or not. Run k measures `tests` of the cycle's tests from k·[`Plan::stride`] modulo
+    /// the cycle, so `cycle_runs` consecutive runs cover every pair, even when each overran its
+    /// budget by a wave. The tests of a slice still never share a
     /// node's direction: the measuring stage starts each only when its nodes are free.
     pub fn new(
         schedule: &Schedule,
@@ -243,11 +249,14 @@ impl Plan {
             }
         };
         let fit = waves_fit.saturating_mul(lanes).min(cycle_tests);
+        let stride = if fit < cycle_tests && fit > lanes { fit - lanes } else { fit };
         let (first_test, cycle_runs) = if fit == cycle_tests {
             (0, 1)
         } else {
-            // Run k measures tests [k·fit, (k+1)·fit) modulo the cycle.
-            (((u128::from(run_index) * fit as u128) % cycle_tests as u128) as usize, cycle_tests.div_ceil(fit))
+            // Run k measures tests [k·stride, k·stride + fit) modulo the cycle, so consecutive
+            // runs k..k+R-1 cover ·stride + fit tests.
+            let first = ((u128::from(run_index) * stride as u128) % cycle_tests as u128) as usize;
+            (first, (cycle_tests - fit).div_ceil(stride) + 1)
         };
         let per_round = schedule.tests_per_round().max(1);
         let first_round = first_test / per_round;
@@ -255,6 +264,7 @@ impl Plan {
         Ok(Plan {
             first_test,
             tests: fit,
+            stride,
             cycle_tests,
             first_round,
             rounds: if fit == 0 { 0 } else { last_round - first_round + 1 },
@@ -404,8 +414,10 @@ mod tests {
         assert_eq!(planned[4899].protocol, Protocol::Udp);
     }
 
-    /// Every pair of every protocol is covered by `cycle_runs` consecutive runs from `start`.
-    fn assert_cycle_covered(schedule: &Schedule, plan_of: &dyn Fn(u64) -> Plan, start: u64) {
+    /// Every pair of every protocol is covered by `cycle_runs` consecutive runs from `start`,
+    /// also when run `overran` measured only its first `stride` tests (its last wave lost to
+    /// an overrun).
+    fn assert_cycle_covered(schedule: &Schedule, plan_of: &dyn Fn(u64) -> Plan, start: u64, overran: Option<u64>) {
         let first = plan_of(start);
         let mut seen: HashMap<(usize, Pair), usize> = HashMap::new();
         for run in start..start + first.cycle_runs as u64 {
@@ -413,7 +425,8 @@ mod tests {
             assert_eq!(plan.cycle_runs, first.cycle_runs);
             let planned: Vec<PlannedTest> = plan.planned(schedule).collect();
             assert_eq!(planned.len(), plan.tests, "{plan:?}");
-            for test in planned {
+            let measured = if Some(run) == overran { plan.stride } else { plan.tests };
+            for test in planned.into_iter().take(measured) {
                 assert!(test.round >= plan.first_round || plan.first_round + plan.rounds > plan.cycle_rounds);
                 *seen.entry((test.round / schedule.rounds_per_protocol(), test.pair)).or_default() += 1;
             }
@@ -446,8 +459,17 @@ mod tests {
             let fit = (waves * lanes).min(plan.cycle_tests);
             assert_eq!(plan.tests, fit, "n={n}: every lane busy for the whole budget");
             assert!(plan.estimate() <= budget, "n={n}: {plan:?}");
-            assert_eq!(plan.cycle_runs, plan.cycle_tests.div_ceil(fit), "n={n}");
-            assert_cycle_covered(&schedule, &plan_of, 987_654);
+            let stride = if fit < plan.cycle_tests && fit > lanes { fit - lanes } else { fit };
+            assert_eq!(plan.stride, stride, "n={n}: one wave again, when a run holds more than one");
+            let runs = if fit == plan.cycle_tests { 1 } else { (plan.cycle_tests - fit).div_ceil(stride) + 1 };
+            assert_eq!(plan.cycle_runs, runs, "n={n}");
+            assert_cycle_covered(&schedule, &plan_of, 987_654, None);
+            let last = 987_654 + plan.cycle_runs as u64 - 1;
+            if plan.stride < plan.tests {
+                // Any run but the cycle's last may lose its last wave: the next measures it.
+                assert_cycle_covered(&schedule, &plan_of, 987_654, Some(987_654));
+                assert_cycle_covered(&schedule, &plan_of, 987_654, Some(last - 1));
+            }
         }
     }
 
@@ -456,9 +478,9 @@ mod tests {
         // 1,000 nodes, TCP + UDP, 5-s tests, 64 at once, a 276-s budget: 54 waves of 64 tests.
         let schedule = Schedule::new(mesh(1000), BOTH.to_vec());
         let plan = Plan::new(&schedule, Some(Duration::from_secs(276)), Duration::from_secs(5), 64, 7).unwrap();
-        assert_eq!((plan.lanes, plan.waves, plan.tests), (64, 54, 54 * 64));
-        assert_eq!(plan.cycle_runs, 1_998_000usize.div_ceil(54 * 64));
-        assert_eq!(plan.first_test, 7 * 54 * 64);
+        assert_eq!((plan.lanes, plan.waves, plan.tests, plan.stride), (64, 54, 54 * 64, 53 * 64));
+        assert_eq!(plan.cycle_runs, (1_998_000usize - 54 * 64).div_ceil(53 * 64) + 1);
+        assert_eq!(plan.first_test, 7 * 53 * 64);
     }
 
     #[test]

@@ -71,7 +71,12 @@ fn dry_run_of_50_nodes_plans_49_rounds_per_protocol() {
     let output = monitor(&["run", "--inventory", &path, "--dry-run"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("plan: mesh of 50 nodes, duplex pairing, protocols tcp,udp"), "{text}");
+    assert!(
+        text.contains(
+            "plan: mesh of 50 nodes, auto (duplex; exclusive when duplex reads low) pairing, protocols tcp,udp"
+        ),
+        "{text}"
+    );
     assert!(text.contains("rounds per protocol: 49 (lower bound: 49); 50 tests per round"), "{text}");
     assert!(text.contains("this run: 4900 of 4900 tests in the cycle (98 rounds)"), "{text}");
     assert!(text.contains("round 1 (tcp): node-000→node-001, node-001→node-002"), "{text}");
@@ -120,20 +125,21 @@ fn dry_run_shows_the_rotation_when_the_budget_is_short() {
 fn dry_run_spreads_a_round_longer_than_the_budget_over_several_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = inventory(dir.path(), 50);
-    // 50 tests a round, 4 at once: 30 s hold 5 waves of 5.1 s, 20 tests, so a round takes 2.5
-    // runs and the cycle's 4900 tests 245.
+    // 50 tests a round, 4 at once: 30 s hold 5 waves of 5.1 s, 20 tests, and the next run
+    // starts a wave before this one's end: 16 tests further, so a round takes 3.1 runs and the
+    // cycle's 4900 tests 306.
     let args = ["run", "--inventory", &path, "--dry-run", "--concurrency", "4", "--budget", "30"];
     let output = monitor(&[&args[..], &["--output", "json"]].concat(), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!((plan["plan"]["tests"].as_u64(), plan["plan"]["lanes"].as_u64()), (Some(20), Some(4)));
     assert_eq!(plan["plan"]["test_estimate_seconds"], 5.1);
-    assert_eq!(plan["plan"]["cycle_runs"], 245);
+    assert_eq!((plan["plan"]["stride"].as_u64(), plan["plan"]["cycle_runs"].as_u64()), (Some(16), Some(306)));
     assert!(stderr(&output).contains("raise --concurrency"), "{}", stderr(&output));
     let output = monitor(&args, &[]);
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("one round of 50 tests takes 2.5 runs"), "{text}");
-    assert!(text.contains("every pair is measured once every 245 run(s)"), "{text}");
+    assert!(text.contains("one round of 50 tests takes 3.1 runs"), "{text}");
+    assert!(text.contains("every pair is measured once every 306 run(s)"), "{text}");
 }
 
 #[test]

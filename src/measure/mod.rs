@@ -823,15 +823,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_run_measures_its_slice_of_the_cycle_whole_rounds_or_not() {
         let runner = FakeRunner::default();
-        // 10 tests a round, 2 at once, 1.1 s each: a 4-s budget holds 3 waves, 6 tests. Run 2
-        // measures tests 12..18 of the cycle: the third to eighth test of round 2.
+        // 10 tests a round, 2 at once, 1.1 s each: a 4-s budget holds 3 waves, 6 tests, and the
+        // next run starts a wave (2 tests) before this one's end. Run 2 measures tests 8..14 of
+        // the cycle: the last two of round 1 and the first four of round 2.
         let (plan, measured) = measure_budgeted(&runner, 10, 2, Duration::from_secs(4), 2, Duration::ZERO).await;
-        assert_eq!((plan.first_test, plan.tests, plan.cycle_runs), (12, 6, 15));
-        assert_eq!((measured.rounds_run, measured.rounds_skipped, measured.stopped), (1, 0, None));
-        let mut sources: Vec<&str> = measured.measurements.iter().map(|m| &*m.source).collect();
-        sources.sort_unstable();
-        assert_eq!(sources, ["n2", "n3", "n4", "n5", "n6", "n7"]);
-        assert!(measured.measurements.iter().all(|m| m.round == 1));
+        assert_eq!((plan.first_test, plan.tests, plan.stride, plan.cycle_runs), (8, 6, 4, 22));
+        assert_eq!((measured.rounds_run, measured.rounds_skipped, measured.stopped), (2, 0, None));
+        let sources = |round: usize| {
+            let mut sources: Vec<&str> =
+                measured.measurements.iter().filter(|m| m.round == round).map(|m| &*m.source).collect();
+            sources.sort_unstable();
+            sources
+        };
+        assert_eq!(sources(0), ["n8", "n9"]);
+        assert_eq!(sources(1), ["n0", "n1", "n2", "n3"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -169,7 +169,7 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
     let (shape, lower_bound) = match schedule.topology() {
         Topology::Mesh { nodes, pairing } => {
             let name = match pairing {
-                crate::config::Pairing::Auto => "auto (duplex, exclusive when CPU-bound)",
+                crate::config::Pairing::Auto => "auto (duplex; exclusive when duplex reads low)",
                 crate::config::Pairing::Duplex => "duplex",
                 crate::config::Pairing::Exclusive => "exclusive",
             };
@@ -214,7 +214,7 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
             out,
             "one round of {} tests takes {:.1} runs at this concurrency (raise --concurrency to cover the mesh in fewer runs)",
             schedule.tests_per_round(),
-            schedule.tests_per_round() as f64 / plan.tests.max(1) as f64,
+            schedule.tests_per_round() as f64 / plan.stride.max(1) as f64,
         );
     }
     let _ = writeln!(

@@ -147,6 +147,7 @@ mod tests {
             plan: Plan {
                 first_test: 0,
                 tests: 2,
+                stride: 2,
                 cycle_tests: 2,
                 first_round: 0,
                 rounds: 1,
