@@ -251,7 +251,8 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         runner: &NodeRunner { process: ProcessRunner, pod_exec: kubernetes.map(PodExecRunner::new) },
         nodes: &nodes,
         settings: &config.test,
-        pairing: config.pairing,
+        // Star mode runs one test at a time (its one client sends them all): each test is alone.
+        pairing: if config.mode == Mode::Star { config::Pairing::Exclusive } else { config.pairing },
         deadline: config.budget.map(|b| tokio::time::Instant::from_std(started) + b),
     };
     let measured = measure.run(&schedule, &plan, stop).await;

@@ -1,8 +1,9 @@
 //! Which tests run together: rounds in which no node sends more than one test and no node
-//! receives more than one test, and the rotation of rounds across runs when a run's budget
-//! cannot hold the whole mesh. Pure: nodes are indexes, nothing here runs anything.
+//! receives more than one test, and the rotation across runs when a run's budget cannot hold
+//! the whole mesh: each run measures a slice of the cycle's tests (see [`Plan`]). Pure: nodes
+//! are indexes, nothing here runs anything.
 //!
-//! Duplex pairing (the default): the mesh of N nodes has N(N-1) directed pairs and every node
+//! Duplex pairing (and auto, until it switches): the mesh of N nodes has N(N-1) directed pairs and every node
 //! must send N-1 times, so N-1 rounds per protocol is the lower bound. Round k (1 ≤ k < N) pairs
 //! every node i with (i + k) mod N: each node sends once and receives once, and the N-1 rounds
 //! cover every ordered pair exactly once, for odd and even N alike.

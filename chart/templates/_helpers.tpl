@@ -251,6 +251,33 @@ Whether the job needs cluster-scoped permissions.
 {{- if or .Values.job.discovery.allNamespaces .Values.job.discovery.nodeLabelKeys }}true{{ end }}
 {{- end }}
 
+{{/*
+Why the release namespace's Pod Security Admission `enforce` level refuses the
+server pods, or nothing. Servers on the host network (and so with host ports)
+pass only "privileged"; the job's pods pass "restricted", and so do the servers
+with server.hostNetwork=false and the default security contexts. lookup reads
+the namespace only against a cluster (helm install/upgrade, --dry-run=server):
+under helm template it finds nothing and the check passes. podSecurity may be
+missing altogether (helm upgrade --reuse-values from a chart without it): "fail".
+*/}}
+{{- define "iperf3-monitor.podSecurityCheck" -}}
+{{- dig "check" "fail" (.Values.podSecurity | default dict) }}
+{{- end }}
+
+{{- define "iperf3-monitor.podSecurityProblem" -}}
+{{- if and .Values.server.hostNetwork (ne (include "iperf3-monitor.podSecurityCheck" .) "none") }}
+{{- $level := "" }}
+{{- with lookup "v1" "Namespace" "" .Release.Namespace }}
+{{- with .metadata.labels }}
+{{- $level = index . "pod-security.kubernetes.io/enforce" | default "" }}
+{{- end }}
+{{- end }}
+{{- if has $level (list "baseline" "restricted") -}}
+namespace {{ .Release.Namespace }} enforces the Pod Security level "{{ $level }}" (label pod-security.kubernetes.io/enforce), which refuses the iperf3 servers: on the host network (server.hostNetwork=true, with host ports) they need "privileged", so the DaemonSet would have no pods. Label the namespace (kubectl label namespace {{ .Release.Namespace }} --overwrite pod-security.kubernetes.io/enforce=privileged), install into a namespace of its own with that label, or set server.hostNetwork=false to measure the pod network (those servers pass "restricted"). podSecurity.check=warn only warns; none skips the check.
+{{- end }}
+{{- end }}
+{{- end }}
+
 
 {{/*
 Alert rule literals. A number as PromQL and people read it: no exponent, no

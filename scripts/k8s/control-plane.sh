@@ -370,13 +370,17 @@ add_node() {
         run=(ip netns exec "$netns")
     fi
 
+    # kwok's heartbeat stage writes the Node's status every 10 minutes and relies on a lease
+    # for the rest (as kubelets do): without --node-lease-duration-seconds there is no lease,
+    # and the node lifecycle controller marks the node NotReady after 40 s and its pods not
+    # Ready, and kwok's next status marks it Ready again, in turns.
     { echo "apiVersion: v1"; echo "kind: List"; echo "items:"; node_yaml "$node" "$ip" "${labels[@]}"; } |
         "$bin/kubectl" --kubeconfig="$state/admin.kubeconfig" apply -f - >/dev/null
     kwok_config "$state" "$state/kwok-$node.yaml" "${configs[@]}"
     start "$state" "kwok-$node" "${run[@]}" "$bin/kwok" --config="$state/kwok-$node.yaml" \
         --kubeconfig="$state/admin.kubeconfig" --manage-single-node="$node" \
         --node-ip="$ip" --node-name="$node" --node-port="$KUBELET_PORT" \
-        --server-address="$ip:$KUBELET_PORT" --cidr="$cidr"
+        --server-address="$ip:$KUBELET_PORT" --cidr="$cidr" --node-lease-duration-seconds=40
     if ! "$bin/kubectl" --kubeconfig="$state/admin.kubeconfig" wait --for=condition=Ready "node/$node" --timeout=60s >/dev/null; then
         tail -n 20 "$state/logs/kwok-$node.log" >&2
         die "node $node not Ready"

@@ -454,6 +454,12 @@ class Kubelet:
             if self.probe(pod):
                 pod.ready = True
                 self.patch_status(pod, self.running_status(pod))
+                return
+        # As a kubelet's status manager: whatever else wrote the status (the node lifecycle
+        # controller marks pods not Ready when their node's lease runs out), ours wins.
+        conditions = {c["type"]: c["status"] for c in obj["status"].get("conditions") or []}
+        if obj["status"].get("phase") != "Running" or conditions.get("Ready") != ("True" if pod.ready else "False"):
+            self.patch_status(pod, self.running_status(pod))
 
     def run(self):
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
