@@ -98,7 +98,7 @@ fn chart_measures_every_pair_on_a_real_cluster() {
     let prom = Prometheus::start_on(&lab.host, &[]);
     let ns = "iperf3-monitor";
     create_namespace(&lab, ns, "privileged");
-    let base = vec![
+    let base = [
         format!("push.remoteWrite.url={}", prom.remote_write_url()),
         "job.protocols={tcp}".to_string(),
         // Runs are started by hand here; the schedule must not start one in between.
@@ -212,16 +212,19 @@ fn pod_security_levels_and_cluster_scope() {
         ]);
         events.contains("violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true), hostPort")
     });
-    let status = lab.kubectl_ok(&[
-        "-n",
-        "psa-baseline",
-        "get",
-        "daemonset",
-        SERVERS,
-        "-o",
-        "jsonpath={.status.desiredNumberScheduled}/{.status.currentNumberScheduled}",
-    ]);
-    assert_eq!(status.trim(), "2/0", "desired/current server pods in a baseline namespace");
+    // Desired 2, current 0: the DaemonSet is there and has no pods.
+    lab.wait_for("DaemonSet status 2 desired, 0 scheduled", Duration::from_secs(30), || {
+        let status = lab.kubectl_ok(&[
+            "-n",
+            "psa-baseline",
+            "get",
+            "daemonset",
+            SERVERS,
+            "-o",
+            "jsonpath={.status.desiredNumberScheduled}/{.status.currentNumberScheduled}",
+        ]);
+        status.trim() == "2/0"
+    });
 
     // restricted, servers on the pod network: every pod of the chart is admitted and runs.
     create_namespace(&lab, "psa-restricted", "restricted");
