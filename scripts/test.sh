@@ -1,25 +1,43 @@
 #!/usr/bin/env bash
 # Runs every test and check: formatting, lints, unit tests, the command-line contract, the
 # end-to-end tests on the namespace lab with real iperf3 and a real Prometheus, and the
-# dashboard and alert checks, the chart checks, and the container image build and smoke test.
+# dashboard and alert checks, the chart checks, and the container image build and smoke test;
+# the chart installed on a real Kubernetes control plane whose nodes are the lab
+# (tests/real_cluster_e2e.rs, scripts/kube-lab.sh). Prints the time of each phase.
 # Needs root (the lab, podman). Installs what it needs first.
 #
 #   sudo ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+# phase NAME: prints the time the previous phase took, and NAME.
+phase_name="" phase_start=$SECONDS
+phase() {
+    [[ -z $phase_name ]] || echo "== $phase_name: $((SECONDS - phase_start)) s" >&2
+    phase_name=$1 phase_start=$SECONDS
+    [[ -z $phase_name ]] || echo "== $phase_name" >&2
+}
 
-echo "== cargo fmt --check" >&2
+phase setup
+scripts/setup.sh
+# tests/real_cluster_e2e.rs needs helm (pinned, installed by check-chart.sh) and the Kubernetes
+# control plane built from Go modules (cached outside the repository: minutes only when cold).
+phase "tools: helm and the chart checks' tools"
+scripts/check-chart.sh --install-tools
+phase "tools: Kubernetes control plane (scripts/k8s/build.sh)"
+scripts/k8s/build.sh >/dev/null
+
+phase "cargo fmt --check"
 cargo fmt --check
-echo "== cargo clippy" >&2
+phase "cargo clippy"
 cargo clippy --locked --all-targets --quiet -- -D warnings
-echo "== cargo test" >&2
+phase "cargo test"
 cargo test --locked
-echo "== dashboards and alerts" >&2
+phase "dashboards and alerts"
 scripts/check-dashboards.sh
-echo "== chart" >&2
+phase chart
 scripts/check-chart.sh
-echo "== container image" >&2
+phase "container image"
 scripts/build-image.sh --debug
 scripts/smoke-image.sh
+phase ""
