@@ -137,6 +137,8 @@ impl FailureReason {
             "the server has terminated",
             "unable to receive results",
             "unable to receive control message",
+            // The data connection reset while sending: the server process is gone.
+            "unable to write to stream socket: connection reset",
         ]
         .iter()
         .any(|needle| m.contains(needle))
@@ -474,6 +476,7 @@ mod tests {
                 FailureReason::Auth,
             ),
             ("control socket has closed unexpectedly", FailureReason::Interrupted),
+            ("unable to write to stream socket: Connection reset by peer", FailureReason::Interrupted),
             ("unable to receive results: Bad file descriptor", FailureReason::Interrupted),
             ("interrupt - the server has terminated", FailureReason::Interrupted),
             ("unable to receive control message: Connection reset by peer", FailureReason::Interrupted),

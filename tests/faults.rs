@@ -247,7 +247,11 @@ fn a_server_killed_mid_test_fails_that_test_and_later_ones_are_refused() {
     });
     let killed = run.measurement("n2", "n3", "tcp");
     let detail = killed["outcome"]["failure"]["detail"].as_str().unwrap();
-    assert!(detail.contains("control socket has closed unexpectedly"), "{detail}");
+    // Which socket notices first depends on timing: the control one, or the data one.
+    assert!(
+        detail.contains("control socket has closed unexpectedly") || detail.contains("stream socket: Connection reset"),
+        "{detail}"
+    );
     // The client noticed at once rather than waiting for --test-timeout.
     assert!(seconds(&killed) < 10.0, "{killed}");
 }
