@@ -432,8 +432,9 @@ add_fleet() {
     start "$state" "kwok-$prefix" "$bin/kwok" --config="$state/kwok-$prefix.yaml" \
         --kubeconfig="$state/admin.kubeconfig" --manage-nodes-with-label-selector="$selector" \
         --node-lease-duration-seconds="$lease" --cidr="$FLEET_POD_CIDR" --v=WARN
-    # One list a time (`kubectl wait` on many objects waits for them one after the other).
-    if ! wait_for "$state" "fleet $prefix" $((60 + count / 50)) fleet_ready "$state" "$selector" "$count"; then
+    # One list a time (`kubectl wait` on many objects waits for them one after the other). 4,000
+    # nodes took over 140 s with both cores busy: 15 a second, plus a minute.
+    if ! wait_for "$state" "fleet $prefix" $((60 + count / 15)) fleet_ready "$state" "$selector" "$count"; then
         tail -n 20 "$state/logs/kwok-$prefix.log" >&2
         die "fleet $prefix not Ready"
     fi
