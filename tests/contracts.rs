@@ -1,0 +1,63 @@
+//! The contracts kept in more than one place, checked against their one source in the code:
+//! the metrics (`samples::ALL_METRICS`) in the README's table and in the dashboard checks'
+//! list, and the failure reasons (`FailureReason::ALL`) in the README's table and the
+//! `iperf3_test_failure` help. A metric or reason added in the code and missed in the docs
+//! fails here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+
+use iperf3_monitor::iperf3::FailureReason;
+use iperf3_monitor::samples::{ALL_METRICS, TEST_FAILURE};
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+/// The first cell of each row of the README's tables that names an `iperf3_*` metric.
+fn readme_metrics() -> BTreeSet<String> {
+    read("README.md")
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `iperf3_"))
+        .map(|rest| format!("iperf3_{}", rest.split(['`', '{']).next().unwrap()))
+        .collect()
+}
+
+fn code_metrics() -> BTreeSet<String> {
+    ALL_METRICS.iter().map(|m| m.name.to_string()).collect()
+}
+
+#[test]
+fn every_metric_is_in_the_readme_table_and_nothing_else() {
+    let readme = readme_metrics();
+    let code = code_metrics();
+    assert!(code.len() > 20 && readme.len() > 20, "{} metrics in the code, {} in the README", code.len(), readme.len());
+    let missing: Vec<_> = code.difference(&readme).collect();
+    let unknown: Vec<_> = readme.difference(&code).collect();
+    assert!(missing.is_empty(), "metrics missing from the README's Metrics table: {missing:?}");
+    assert!(unknown.is_empty(), "the README's Metrics table names metrics the job does not write: {unknown:?}");
+}
+
+#[test]
+fn the_dashboard_checks_know_every_metric() {
+    let text = read("tests/dashboards/dashboard_queries.py");
+    let start = text.find("CONTRACT_METRICS = frozenset(").unwrap();
+    let end = start + text[start..].find(".split()").unwrap();
+    let listed: BTreeSet<String> = text[start..end]
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("iperf3_"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, code_metrics(), "tests/dashboards/dashboard_queries.py's CONTRACT_METRICS");
+}
+
+#[test]
+fn every_failure_reason_is_in_the_readme_and_the_metric_help() {
+    let readme = read("README.md");
+    for reason in FailureReason::ALL {
+        let row = format!("| `{}` |", reason.as_str());
+        assert!(readme.contains(&row), "README's failure reason table misses {}", reason.as_str());
+        assert!(TEST_FAILURE.help.contains(reason.as_str()), "iperf3_test_failure's help misses {}", reason.as_str());
+    }
+}
