@@ -26,6 +26,7 @@ phase "tools: helm and the chart checks' tools"
 scripts/check-chart.sh --install-tools
 phase "tools: Kubernetes control plane (scripts/k8s/build.sh)"
 scripts/k8s/build.sh >/dev/null
+phase "tools: Prometheus 3 (scripts/prometheus3/build.sh)"; scripts/prometheus3/build.sh >/dev/null
 
 phase "cargo fmt --check"
 cargo fmt --check

@@ -1,7 +1,9 @@
-//! Remote-write 1.0 conformance, case by case, against a recording receiver that decodes every
-//! request. Runs produce real samples from a local `iperf3 -s` (a 1-second TCP test in star
-//! mode); batching and the backoff cap are driven through the library's delivery stage with
-//! crafted samples. The last test uses a real Prometheus.
+//! Remote-write 1.0 and 2.0 conformance, case by case, against a recording receiver that decodes
+//! every request (and speaks 2.0 unless told otherwise). Runs produce real samples from a local
+//! `iperf3 -s` (a 1-second TCP test in star mode); batching and the backoff cap are driven through
+//! the library's delivery stage with crafted samples. `--remote-write-message auto` falls back to
+//! 1.0 on a 415 and on a 2xx without the written-samples header; a partial 2.0 write fails the
+//! delivery. The last tests use a real Prometheus 2.42 (1.0 only).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,7 +18,7 @@ use iperf3_monitor::config::{Backoff, Cli, Command, Protocol, RunConfig};
 use iperf3_monitor::iperf3::{TcpResult, TestResult};
 use iperf3_monitor::measure::{Measurement, Outcome};
 use iperf3_monitor::samples::{self, Sample};
-use iperf3_monitor::sinks::remote_write::{MAX_SERIES_PER_REQUEST, prompb};
+use iperf3_monitor::sinks::remote_write::{MAX_SERIES_PER_REQUEST, prompb, v2};
 use iperf3_monitor::sinks::{Delivery, Sinks};
 use prost::Message;
 use support::receiver::{Receiver, Recorded, Reply, Tls};
@@ -32,12 +34,68 @@ fn run_to(server: &LocalIperf3, url: &str, extra: &[&str]) -> Run {
     monitor(&args, &[])
 }
 
-/// The body as the spec wants it: snappy block format (not framed) around a WriteRequest.
+/// The two messages, by their flag value.
+const MESSAGES: [&str; 2] = ["v1", "v2"];
+
+/// Which message a request is, by its headers (checked against the spec of that message).
+fn message_of(request: &Recorded) -> &'static str {
+    assert_eq!(request.header("content-encoding"), Some("snappy"));
+    match (request.header("content-type"), request.header("x-prometheus-remote-write-version")) {
+        (Some("application/x-protobuf"), Some("0.1.0")) => "v1",
+        (Some(v2::CONTENT_TYPE_V2), Some("2.0.0")) => "v2",
+        other => panic!("not a remote-write request: {other:?}"),
+    }
+}
+
+/// The body as the spec wants it: snappy block format (not framed) around a 1.0 WriteRequest
+/// or a 2.0 Request (by its headers). A 2.0 request's symbol table is checked (`""` first, each
+/// string once, every reference in it) and the request is returned as the 1.0 request it
+/// stands for, its per-series metadata as one entry per metric (which must agree).
 fn decode(request: &Recorded) -> prompb::WriteRequest {
     // The framed format starts with its stream identifier chunk (0xff, length 6, "sNaPpY").
     assert_ne!(request.body.get(..4), Some(&b"\xff\x06\x00\x00"[..]), "snappy framed format");
     let raw = snap::raw::Decoder::new().decompress_vec(&request.body).expect("snappy block format");
-    prompb::WriteRequest::decode(raw.as_slice()).expect("a WriteRequest")
+    if message_of(request) == "v1" {
+        return prompb::WriteRequest::decode(raw.as_slice()).expect("a WriteRequest");
+    }
+    let request = v2::writev2::Request::decode(raw.as_slice()).expect("an io.prometheus.write.v2.Request");
+    let symbols = &request.symbols;
+    assert_eq!(symbols.first().map(String::as_str), Some(""), "symbols must start with \"\"");
+    let unique: std::collections::HashSet<&String> = symbols.iter().collect();
+    assert_eq!(unique.len(), symbols.len(), "a symbol twice: {symbols:?}");
+    let symbol = |r: u32| symbols.get(r as usize).unwrap_or_else(|| panic!("ref {r} outside the symbols")).clone();
+    let mut metadata: BTreeMap<String, prompb::MetricMetadata> = BTreeMap::new();
+    let timeseries = request
+        .timeseries
+        .iter()
+        .map(|series| {
+            assert_eq!(series.labels_refs.len() % 2, 0, "odd labels_refs");
+            let labels: Vec<prompb::Label> = series
+                .labels_refs
+                .chunks(2)
+                .map(|pair| prompb::Label { name: symbol(pair[0]), value: symbol(pair[1]) })
+                .collect();
+            let name = labels.iter().find(|l| l.name == "__name__").map(|l| l.value.clone()).unwrap_or_default();
+            let m = series.metadata.unwrap_or_else(|| panic!("{name}: no metadata"));
+            let entry = prompb::MetricMetadata {
+                r#type: m.r#type,
+                metric_family_name: name.clone(),
+                help: symbol(m.help_ref),
+                unit: symbol(m.unit_ref),
+            };
+            let known = metadata.entry(name.clone()).or_insert_with(|| entry.clone());
+            assert_eq!(*known, entry, "{name}: two metadata in one request");
+            prompb::TimeSeries {
+                labels,
+                samples: series
+                    .samples
+                    .iter()
+                    .map(|s| prompb::Sample { value: s.value, timestamp: s.timestamp })
+                    .collect(),
+            }
+        })
+        .collect();
+    prompb::WriteRequest { timeseries, metadata: metadata.into_values().collect() }
 }
 
 fn is_label_name(name: &str) -> bool {
@@ -93,87 +151,203 @@ fn gaps(requests: &[Recorded]) -> Vec<f64> {
 }
 
 #[test]
-fn a_run_sends_spec_conformant_requests() {
+fn a_run_sends_spec_conformant_requests_of_both_messages() {
+    let server = LocalIperf3::start();
+    for message in MESSAGES {
+        let receiver = Receiver::start(vec![]);
+        let start = now_ms();
+        let run = run_to(&server, &receiver.url("/api/v1/write"), &["--remote-write-message", message]);
+        let end = now_ms();
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let requests = receiver.requests();
+        assert_eq!(requests.len(), 1);
+        let request = &requests[0];
+        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/api/v1/write"));
+        assert_eq!(message_of(request), message);
+        let agent = request.header("user-agent").unwrap();
+        assert!(agent.starts_with("iperf3-monitor/") && agent.len() > "iperf3-monitor/".len(), "{agent}");
+
+        let write = decode(request);
+        assert_conformant(&write, start, end);
+        let report = run.report();
+        // The request holds the report's figures and the run's sample count.
+        let sent: usize = write.timeseries.iter().map(|s| s.samples.len()).sum();
+        assert_eq!(delivery(&run)["samples"], sent);
+        assert_eq!(delivery(&run)["delivered_samples"], sent);
+        assert_eq!(delivery(&run)["message"], message);
+        let measured = report["measurements"][0]["outcome"]["success"]["received_bytes_per_second"].as_f64().unwrap();
+        let received = write
+            .timeseries
+            .iter()
+            .find(|s| s.labels.iter().any(|l| l.name == "__name__" && l.value == "iperf3_received_bytes_per_second"))
+            .expect("iperf3_received_bytes_per_second sent");
+        assert_eq!(received.samples[0].value, measured);
+        let labels: BTreeMap<&str, &str> =
+            received.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        assert_eq!(labels["source_node"], "here");
+        assert_eq!(labels["destination_node"], "local");
+        assert_eq!(labels["protocol"], "tcp");
+        // Every metric sent is described: a gauge with its help (and, in 2.0, its unit).
+        for series in &write.timeseries {
+            let name = &series.labels.iter().find(|l| l.name == "__name__").unwrap().value;
+            let metric = samples::ALL_METRICS.iter().find(|m| m.name == name).unwrap();
+            let meta = write.metadata.iter().find(|m| &m.metric_family_name == name).expect("metadata");
+            assert_eq!(meta.r#type, prompb::metric_metadata::MetricType::Gauge as i32);
+            assert_eq!(meta.help, metric.help);
+            let unit = if message == "v2" { v2::unit(metric) } else { "" };
+            assert_eq!(meta.unit, unit, "{name}");
+        }
+        if message == "v2" {
+            let rtt = write.metadata.iter().find(|m| m.metric_family_name == "iperf3_rtt_seconds").unwrap();
+            assert_eq!(rtt.unit, "seconds");
+        }
+    }
+}
+
+#[test]
+fn auto_is_the_default_and_sends_2_0_to_a_2_0_receiver() {
     let server = LocalIperf3::start();
     let receiver = Receiver::start(vec![]);
-    let start = now_ms();
     let run = run_to(&server, &receiver.url("/api/v1/write"), &[]);
-    let end = now_ms();
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1);
-    let request = &requests[0];
-    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/api/v1/write"));
-    assert_eq!(request.header("content-encoding"), Some("snappy"));
-    assert_eq!(request.header("content-type"), Some("application/x-protobuf"));
-    assert_eq!(request.header("x-prometheus-remote-write-version"), Some("0.1.0"));
-    let agent = request.header("user-agent").unwrap();
-    assert!(agent.starts_with("iperf3-monitor/") && agent.len() > "iperf3-monitor/".len(), "{agent}");
+    assert_eq!(message_of(&requests[0]), "v2");
+    assert_eq!(delivery(&run)["message"], "v2");
+    assert!(delivery(&run).get("fallback").is_none());
+}
 
-    let write = decode(request);
-    assert_conformant(&write, start, end);
-    let report = run.report();
-    // The request holds the report's figures and the run's sample count.
-    let sent: usize = write.timeseries.iter().map(|s| s.samples.len()).sum();
-    assert_eq!(delivery(&run)["samples"], sent);
-    assert_eq!(delivery(&run)["delivered_samples"], sent);
-    let measured = report["measurements"][0]["outcome"]["success"]["received_bytes_per_second"].as_f64().unwrap();
-    let received = write
-        .timeseries
-        .iter()
-        .find(|s| s.labels.iter().any(|l| l.name == "__name__" && l.value == "iperf3_received_bytes_per_second"))
-        .expect("iperf3_received_bytes_per_second sent");
-    assert_eq!(received.samples[0].value, measured);
-    let labels: BTreeMap<&str, &str> = received.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
-    assert_eq!(labels["source_node"], "here");
-    assert_eq!(labels["destination_node"], "local");
-    assert_eq!(labels["protocol"], "tcp");
+/// A run with `auto` whose receiver answers the first request with `first`: it is resent as
+/// 1.0 with the same series, the run delivers everything, and the report says why.
+fn falls_back(receiver: Receiver, reason: &str) {
+    let server = LocalIperf3::start();
+    let run = run_to(&server, &receiver.url("/api/v1/write"), &["--remote-write-message", "auto"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let requests = receiver.requests();
+    assert_eq!(requests.iter().map(message_of).collect::<Vec<_>>(), ["v2", "v1"]);
+    assert_eq!(decode(&requests[0]).timeseries, decode(&requests[1]).timeseries, "the resent series differ");
+    let delivery = delivery(&run);
+    assert_eq!(delivery["delivered_samples"], delivery["samples"]);
+    assert_eq!((delivery["requests"].as_u64(), delivery["attempts"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(delivery["message"], "v1");
+    let fallback = delivery["fallback"].as_str().unwrap();
+    assert!(fallback.contains(reason), "{fallback}");
+    assert!(run.stderr.contains("sending 1.0 for the rest of the run"), "{}", run.stderr);
+}
+
+#[test]
+fn auto_falls_back_to_1_0_on_415() {
+    falls_back(Receiver::start(vec![Reply::status(415).body("unsupported proto")]), "HTTP 415");
+}
+
+#[test]
+fn auto_falls_back_to_1_0_on_a_2xx_without_the_written_samples_header() {
+    // Prometheus 2.x: 204, no header, nothing stored.
+    falls_back(Receiver::start_v1_only(vec![Reply::status(204)]), v2::SAMPLES_WRITTEN);
+}
+
+#[tokio::test]
+async fn after_a_fall_back_every_request_of_the_run_is_1_0() {
+    let receiver = Receiver::start_v1_only(vec![]);
+    let now = now_ms();
+    let samples: Vec<Sample> = (0..4_500).map(|i| sample(i, now)).collect();
+    let delivery =
+        deliver(&config(&receiver.url("/api/v1/write"), &["--remote-write-message", "auto"]), &samples).await;
+    assert!(delivery.ok(), "{delivery:?}");
+    let requests = receiver.requests();
+    assert_eq!(requests.iter().map(message_of).collect::<Vec<_>>(), ["v2", "v1", "v1", "v1"]);
+    assert_eq!((delivery.requests, delivery.delivered_samples), (4, 4_500));
+}
+
+#[test]
+fn v2_against_a_1_0_receiver_reports_every_sample_undelivered() {
+    let server = LocalIperf3::start();
+    let receiver = Receiver::start_v1_only(vec![]);
+    let run = run_to(&server, &receiver.url("/api/v1/write"), &["--remote-write-message", "v2"]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    assert_eq!(receiver.requests().len(), 1);
+    let delivery = delivery(&run);
+    assert_eq!(delivery["delivered_samples"], 0);
+    let error = delivery["errors"][0].as_str().unwrap();
+    assert!(error.contains(v2::SAMPLES_WRITTEN) && error.contains("--remote-write-message auto or v1"), "{error}");
+}
+
+#[test]
+fn a_partial_2_0_write_is_a_warning_with_counts_and_exit_3() {
+    let server = LocalIperf3::start();
+    for (reply, what) in [
+        (Reply::status(204).header(v2::SAMPLES_WRITTEN, "2"), "wrote only 2 of"),
+        (Reply::status(400).header(v2::SAMPLES_WRITTEN, "2").body("out of order sample"), "2 of"),
+    ] {
+        let receiver = Receiver::start(vec![reply]);
+        let run = run_to(&server, &receiver.url("/api/v1/write"), &[]);
+        assert_eq!(run.code, Some(3), "{}", run.stderr);
+        assert_eq!(receiver.requests().len(), 1, "a partial write is not retried");
+        let delivery = delivery(&run);
+        let sent = delivery["samples"].as_u64().unwrap();
+        assert_eq!(delivery["delivered_samples"], 2);
+        let error = delivery["errors"][0].as_str().unwrap();
+        assert!(error.contains(&format!("{what} {sent} samples")), "{error}");
+        assert!(
+            run.stderr.contains("WARN") && run.stderr.contains(&format!("{what} {sent} samples")),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(&format!("sent={sent}")) && run.stderr.contains("written=2"), "{}", run.stderr);
+    }
 }
 
 #[test]
 fn server_errors_are_retried_with_a_byte_identical_body_and_growing_backoff() {
     let server = LocalIperf3::start();
-    let script = [500, 502, 503, 504].map(|code| Reply::status(code).body(format!("error {code}"))).to_vec();
-    let receiver = Receiver::start(script);
-    let run = run_to(&server, &receiver.url("/api/v1/write"), &[]);
-    assert_eq!(run.code, Some(0), "delivered after retries: {}", run.stderr);
-    let requests = receiver.requests();
-    assert_eq!(requests.len(), 5);
-    assert!(requests.iter().all(|r| r.body == requests[0].body), "a retry changed the body");
-    assert_eq!(delivery(&run)["attempts"], 5);
-    assert_eq!(delivery(&run)["delivered_samples"], delivery(&run)["samples"]);
-    for code in ["500", "502", "503", "504"] {
-        assert!(run.stderr.contains(&format!("HTTP {code}")), "no HTTP {code} in the retry logs");
-    }
-    // Retry n waits between half and all of 0.5s × 2^n.
-    let gaps = gaps(&requests);
-    eprintln!("gaps between attempts: {gaps:.3?}");
-    for (n, gap) in gaps.iter().enumerate() {
-        let full = 0.5 * 2f64.powi(n as i32);
-        assert!(
-            *gap >= full / 2.0 - 0.01 && *gap <= full + 0.4,
-            "retry {n}: {gap:.3}s, expected [{}, {full}]s",
-            full / 2.0
-        );
+    for message in MESSAGES {
+        let script = [500, 502, 503, 504].map(|code| Reply::status(code).body(format!("error {code}"))).to_vec();
+        let receiver = Receiver::start(script);
+        let run = run_to(&server, &receiver.url("/api/v1/write"), &["--remote-write-message", message]);
+        assert_eq!(run.code, Some(0), "{message}: delivered after retries: {}", run.stderr);
+        let requests = receiver.requests();
+        assert_eq!(requests.len(), 5);
+        assert!(requests.iter().all(|r| r.body == requests[0].body), "{message}: a retry changed the body");
+        assert!(requests.iter().all(|r| message_of(r) == message));
+        assert_eq!(delivery(&run)["attempts"], 5);
+        assert_eq!(delivery(&run)["delivered_samples"], delivery(&run)["samples"]);
+        for code in ["500", "502", "503", "504"] {
+            assert!(run.stderr.contains(&format!("HTTP {code}")), "no HTTP {code} in the retry logs");
+        }
+        // Retry n waits between half and all of 0.5s × 2^n.
+        let gaps = gaps(&requests);
+        eprintln!("{message}: gaps between attempts: {gaps:.3?}");
+        for (n, gap) in gaps.iter().enumerate() {
+            let full = 0.5 * 2f64.powi(n as i32);
+            assert!(
+                *gap >= full / 2.0 - 0.01 && *gap <= full + 0.4,
+                "retry {n}: {gap:.3}s, expected [{}, {full}]s",
+                full / 2.0
+            );
+        }
     }
 }
 
 #[test]
 fn client_errors_are_not_retried_and_the_run_exits_3() {
     let server = LocalIperf3::start();
-    for code in [400, 401, 404, 413] {
-        let message = format!("refused with {code} by the test receiver");
-        let receiver = Receiver::start(vec![Reply::status(code).body(message.clone())]);
-        let run = run_to(&server, &receiver.url("/api/v1/write"), &["--push-retries", "5"]);
-        assert_eq!(run.code, Some(3), "{code}: {}", run.stderr);
+    for (code, message) in [400, 401, 404, 413].into_iter().flat_map(|code| MESSAGES.map(|m| (code, m))) {
+        let text = format!("refused with {code} by the test receiver");
+        let receiver = Receiver::start(vec![Reply::status(code).body(text.clone())]);
+        let run = run_to(
+            &server,
+            &receiver.url("/api/v1/write"),
+            &["--push-retries", "5", "--remote-write-message", message],
+        );
+        assert_eq!(run.code, Some(3), "{code} {message}: {}", run.stderr);
         assert_eq!(receiver.requests().len(), 1, "{code} was retried");
         let delivery = delivery(&run);
         assert_eq!(delivery["attempts"], 1);
         assert_eq!(delivery["delivered_samples"], 0);
         let error = delivery["errors"][0].as_str().unwrap();
-        assert!(error.contains(&format!("HTTP {code}")) && error.contains(&message), "{error}");
+        assert!(error.contains(&format!("HTTP {code}")) && error.contains(&text), "{error}");
         assert!(error.contains("rejected; not retried"), "{error}");
-        assert!(run.stderr.contains(&message), "{code}: the error body is not logged");
+        assert!(run.stderr.contains(&text), "{code}: the error body is not logged");
         // The measured results are still in the report.
         assert_eq!(run.report()["measurements"].as_array().unwrap().len(), 1);
     }
@@ -316,24 +490,28 @@ fn sample(source: usize, timestamp_ms: i64) -> Sample {
 
 #[tokio::test]
 async fn batches_are_bounded_and_every_series_arrives_once_in_order() {
-    let receiver = Receiver::start(vec![]);
-    let now = now_ms();
-    // 4,500 series, two samples each, the later one first.
-    let samples: Vec<Sample> = (0..4_500).flat_map(|i| [sample(i, now), sample(i, now - 1_000)]).collect();
-    let delivery = deliver(&config(&receiver.url("/api/v1/write"), &[]), &samples).await;
-    assert!(delivery.ok(), "{delivery:?}");
-    let requests = receiver.requests();
-    let sizes: Vec<usize> = requests.iter().map(|r| decode(r).timeseries.len()).collect();
-    assert_eq!(sizes, [MAX_SERIES_PER_REQUEST, MAX_SERIES_PER_REQUEST, 500]);
-    assert_eq!(delivery.requests, 3);
-    let mut series = std::collections::HashSet::new();
-    for request in &requests {
-        for labels in assert_conformant(&decode(request), now - 1_000, now) {
-            assert!(series.insert(labels.clone()), "{labels:?} in two requests");
+    for message in MESSAGES {
+        let receiver = Receiver::start(vec![]);
+        let now = now_ms();
+        // 4,500 series, two samples each, the later one first.
+        let samples: Vec<Sample> = (0..4_500).flat_map(|i| [sample(i, now), sample(i, now - 1_000)]).collect();
+        let config = config(&receiver.url("/api/v1/write"), &["--remote-write-message", message]);
+        let delivery = deliver(&config, &samples).await;
+        assert!(delivery.ok(), "{delivery:?}");
+        let requests = receiver.requests();
+        assert!(requests.iter().all(|r| message_of(r) == message));
+        let sizes: Vec<usize> = requests.iter().map(|r| decode(r).timeseries.len()).collect();
+        assert_eq!(sizes, [MAX_SERIES_PER_REQUEST, MAX_SERIES_PER_REQUEST, 500]);
+        assert_eq!(delivery.requests, 3);
+        let mut series = std::collections::HashSet::new();
+        for request in &requests {
+            for labels in assert_conformant(&decode(request), now - 1_000, now) {
+                assert!(series.insert(labels.clone()), "{labels:?} in two requests");
+            }
+            assert!(decode(request).timeseries.iter().all(|s| s.samples.len() == 2));
         }
-        assert!(decode(request).timeseries.iter().all(|s| s.samples.len() == 2));
+        assert_eq!(series.len(), 4_500);
     }
-    assert_eq!(series.len(), 4_500);
 }
 
 /// A run's samples go out a batch of measurements at a time (never all in memory at once):
@@ -442,13 +620,14 @@ fn prometheus_rejects_a_sample_older_than_its_head_with_400_once() {
     let url = prometheus.remote_write_url();
     // A real run first, so that Prometheus's head starts at the present.
     let server = LocalIperf3::start();
-    let run = monitor(&with(&server.run_args(), &["--remote-write-url", &url]), &[]);
+    let run = monitor(&with(&server.run_args(), &["--remote-write-url", &url, "--remote-write-message", "v1"]), &[]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
 
     let three_hours_ago = now_ms() - 3 * 3_600_000;
     let started = Instant::now();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let delivery = runtime.block_on(deliver(&config(&url, &["--push-retries", "5"]), &[sample(1, three_hours_ago)]));
+    let config = config(&url, &["--push-retries", "5", "--remote-write-message", "v1"]);
+    let delivery = runtime.block_on(deliver(&config, &[sample(1, three_hours_ago)]));
     eprintln!("old sample: {delivery:?} in {:.3}s", started.elapsed().as_secs_f64());
     assert!(!delivery.ok());
     assert_eq!((delivery.attempts, delivery.delivered_samples), (1, 0));
@@ -466,4 +645,34 @@ fn prometheus_rejects_a_sample_older_than_its_head_with_400_once() {
         .collect();
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert!(rejected[0].ends_with(" 1"), "{rejected:?}");
+}
+
+/// Prometheus 2.42 answers a 2.0 request with 204 and stores nothing: `auto` (the default) must
+/// notice, fall back and land every sample over 1.0, with its exact value and timestamp.
+#[test]
+fn auto_against_prometheus_2_42_falls_back_and_lands_every_sample() {
+    let prometheus = common::Prometheus::start();
+    let server = LocalIperf3::start();
+    let run = monitor(&with(&server.run_args(), &["--remote-write-url", &prometheus.remote_write_url()]), &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let delivery = delivery(&run);
+    assert_eq!(delivery["delivered_samples"], delivery["samples"]);
+    assert_eq!(delivery["message"], "v1");
+    assert!(delivery["fallback"].as_str().unwrap().contains(v2::SAMPLES_WRITTEN), "{delivery}");
+    let report = run.report();
+    let measured = &report["measurements"][0];
+    let expected = measured["outcome"]["success"]["received_bytes_per_second"].as_f64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let result = loop {
+        let result = prometheus.query("iperf3_received_bytes_per_second{source_node=\"here\"}");
+        if !result.is_empty() || Instant::now() > deadline {
+            break result;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(result.len(), 1, "{result:?}");
+    assert_eq!(common::value_of(&result[0]), expected);
+    // Every series the run sent is there once: no sample lost, none doubled.
+    let series = prometheus.query("count({__name__=~\"iperf3_.*\"})");
+    assert_eq!(common::value_of(&series[0]) as u64, delivery["samples"].as_u64().unwrap(), "{series:?}");
 }

@@ -10,6 +10,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
 use crate::error::{Error, Result};
+use crate::sinks::remote_write::Message;
 
 /// Headers a user may not set: the remote-write protocol and the transport own them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -29,6 +30,11 @@ pub struct PushArgs {
     /// Prometheus remote-write endpoint, e.g. http://prometheus:9090/api/v1/write.
     #[arg(long, env = "IPERF3_MONITOR_REMOTE_WRITE_URL", value_name = "URL")]
     pub remote_write_url: Option<String>,
+
+    /// Remote-write message: v1 (prometheus.WriteRequest, every receiver), v2 (io.prometheus.write.v2.Request: Prometheus 3, Mimir), or auto (v2, falling back to v1 for the rest of the run when the receiver answers 415 or does not confirm the samples written).
+    #[arg(long, env = "IPERF3_MONITOR_REMOTE_WRITE_MESSAGE", value_name = "MESSAGE", default_value = "auto",
+          value_parser = clap::builder::PossibleValuesParser::new(Message::NAMES))]
+    pub remote_write_message: String,
 
     /// Pushgateway base URL, e.g. http://pushgateway:9091; the run replaces its group there.
     #[arg(long, env = "IPERF3_MONITOR_PUSHGATEWAY_URL", value_name = "URL")]
@@ -90,6 +96,7 @@ pub struct PushArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushSettings {
     pub remote_write_url: Option<Url>,
+    pub remote_write_message: Message,
     pub pushgateway: Option<PushgatewayTarget>,
     pub auth: Option<Auth>,
     pub headers: ExtraHeaders,
@@ -189,8 +196,12 @@ impl PushArgs {
             self.remote_write_url.as_deref().map(|u| parse_http_url("--remote-write-url", u)).transpose()?;
         let pushgateway_url =
             self.pushgateway_url.as_deref().map(|u| parse_http_url("--pushgateway-url", u)).transpose()?;
+        let remote_write_message = Message::parse(&self.remote_write_message).ok_or_else(|| {
+            Error::config("--remote-write-message", format!("must be one of {}", Message::NAMES.join(", ")))
+        })?;
         Ok(PushSettings {
             remote_write_url,
+            remote_write_message,
             pushgateway: pushgateway_url.map(|url| PushgatewayTarget { url, job: self.pushgateway_job }),
             auth,
             headers,
@@ -367,6 +378,7 @@ mod tests {
         let help = Flags::command().render_long_help().to_string();
         for flag in [
             "remote-write-url",
+            "remote-write-message",
             "pushgateway-url",
             "pushgateway-job",
             "bearer-token-file",
@@ -385,6 +397,16 @@ mod tests {
             let env = format!("IPERF3_MONITOR_{}", flag.to_uppercase().replace('-', "_"));
             assert!(help.contains(&env), "{env} missing from --help");
         }
+    }
+
+    #[test]
+    fn remote_write_message_defaults_to_auto_and_takes_the_three_names() {
+        assert_eq!(settings(&[]).unwrap().remote_write_message, Message::Auto);
+        for (name, message) in [("v1", Message::V1), ("v2", Message::V2), ("auto", Message::Auto)] {
+            assert_eq!(settings(&["--remote-write-message", name]).unwrap().remote_write_message, message);
+        }
+        let mut argv = vec!["test", "--remote-write-message", "v3"];
+        assert!(Flags::try_parse_from(argv.drain(..)).is_err());
     }
 
     #[test]

@@ -50,6 +50,17 @@ pub struct Sent {
     pub attempts: u32,
     /// Why the request was not delivered.
     pub result: std::result::Result<(), String>,
+    /// The status of the last response, if one came.
+    pub status: Option<StatusCode>,
+    /// The headers of the last response (empty if none came): remote-write 2.0 receivers say
+    /// there how much they wrote.
+    pub headers: HeaderMap,
+}
+
+impl Sent {
+    fn new(attempts: u32, result: std::result::Result<(), String>, last: &mut (Option<StatusCode>, HeaderMap)) -> Sent {
+        Sent { attempts, result, status: last.0, headers: std::mem::take(&mut last.1) }
+    }
 }
 
 /// One delivery stage: the client, the credentials read for it, and its deadline.
@@ -173,11 +184,12 @@ impl Session<'_> {
         let client = self.client;
         let url = redacted(request.url);
         let mut attempts = 0;
+        let mut last = (None, HeaderMap::new());
         loop {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 let result = Err(format!("the delivery deadline passed before attempt {}", attempts + 1));
-                return Sent { attempts, result };
+                return Sent::new(attempts, result, &mut last);
             }
             attempts += 1;
             let mut builder = client
@@ -195,21 +207,26 @@ impl Session<'_> {
                     let retry_after =
                         response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
                     let verdict = verdict(status, retry_after.as_deref(), SystemTime::now());
+                    last = (Some(status), response.headers().clone());
                     if verdict == Verdict::Delivered {
-                        return Sent { attempts, result: Ok(()) };
+                        return Sent::new(attempts, Ok(()), &mut last);
                     }
                     let text = response.text().await.unwrap_or_default();
                     (verdict, format!("HTTP {status}: {}", self.scrub(&truncate(text.trim(), MAX_ERROR_BODY))))
                 }
                 // Refused, reset, TLS handshake, timed out: the receiver may come back.
-                Err(e) => (Verdict::Retry(None), self.scrub(&describe(e))),
+                Err(e) => {
+                    last = (None, HeaderMap::new());
+                    (Verdict::Retry(None), self.scrub(&describe(e)))
+                }
             };
             let retry = attempts - 1;
             let Verdict::Retry(retry_after) = verdict else {
-                return Sent { attempts, result: Err(format!("{what} (rejected; not retried)")) };
+                return Sent::new(attempts, Err(format!("{what} (rejected; not retried)")), &mut last);
             };
             if retry >= client.retries {
-                return Sent { attempts, result: Err(format!("{what} (gave up after {} retries)", client.retries)) };
+                let result = Err(format!("{what} (gave up after {} retries)", client.retries));
+                return Sent::new(attempts, result, &mut last);
             }
             let delay = backoff(client.backoff, retry, retry_after, rand::random::<f64>());
             if Instant::now() + delay >= self.deadline {
@@ -217,7 +234,7 @@ impl Session<'_> {
                     "{what} (gave up after {attempts} attempts: the next, in {:.1}s, would pass the delivery deadline)",
                     delay.as_secs_f64()
                 ));
-                return Sent { attempts, result };
+                return Sent::new(attempts, result, &mut last);
             }
             tracing::warn!(
                 sink = request.sink,
@@ -366,6 +383,7 @@ mod tests {
         value.set_sensitive(true);
         let settings = PushSettings {
             remote_write_url: None,
+            remote_write_message: crate::sinks::remote_write::Message::default(),
             pushgateway: None,
             auth: Some(Auth::BearerTokenFile(token)),
             headers: crate::config::ExtraHeaders(vec![(reqwest::header::HeaderName::from_static("x-key"), value)]),

@@ -32,7 +32,8 @@ impl Sinks {
     pub async fn new(config: &RunConfig) -> Result<Self> {
         let push = &config.push;
         let client = PushClient::new(push).await?;
-        let remote_write = push.remote_write_url.clone().map(RemoteWriteSink::new);
+        let remote_write =
+            push.remote_write_url.clone().map(|url| RemoteWriteSink::new(url, push.remote_write_message));
         let pushgateway =
             push.pushgateway.as_ref().map(|target| PushgatewaySink::new(target, config.cluster.as_deref()));
         let urls = push.remote_write_url.iter().chain(push.pushgateway.iter().map(|t| &t.url));
@@ -117,11 +118,27 @@ pub struct Delivery {
     pub attempts: u32,
     /// Why some samples were not delivered.
     pub errors: Vec<String>,
+    /// Remote-write only: the message the samples went out as last (`v1` or `v2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
+    /// Remote-write only: why `--remote-write-message auto` fell back to 1.0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 impl Delivery {
     pub fn new(sink: &'static str, url: String, samples: usize, requests: usize) -> Self {
-        Delivery { sink, url, samples, delivered_samples: 0, requests, attempts: 0, errors: Vec::new() }
+        Delivery {
+            sink,
+            url,
+            samples,
+            delivered_samples: 0,
+            requests,
+            attempts: 0,
+            errors: Vec::new(),
+            message: None,
+            fallback: None,
+        }
     }
 
     pub fn ok(&self) -> bool {

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod pki;
+pub mod prometheus3;
 pub mod receiver;
 
 use std::path::{Path, PathBuf};

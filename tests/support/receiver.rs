@@ -1,5 +1,10 @@
 //! A recording HTTP(S) receiver: answers each request with the next scripted reply (200 once
 //! the script is spent) and keeps every request, body and headers, for the test to decode.
+//!
+//! It speaks remote-write 2.0 unless started with [`Receiver::start_v1_only`]: a 2xx answer to
+//! a 2.0 request says how many samples the request held in
+//! `X-Prometheus-Remote-Write-Samples-Written` (unless the scripted reply sets that header
+//! itself), as a 2.0 receiver must. A 1.0-only receiver answers without it, as Prometheus 2.x does.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -13,6 +18,9 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio_rustls::rustls;
+
+use iperf3_monitor::sinks::remote_write::v2;
+use prost::Message;
 
 use super::pki::Pki;
 
@@ -109,6 +117,7 @@ pub enum Tls {
 
 #[derive(Debug, Default)]
 struct State {
+    v1_only: bool,
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Recorded>>,
     handshake_errors: Mutex<Vec<String>>,
@@ -130,8 +139,18 @@ impl Receiver {
         Self::start_on(0, script, Tls::None)
     }
 
+    /// Plain HTTP, a receiver that knows only remote-write 1.0 (Prometheus 2.x): it answers a
+    /// 2.0 request like any other, without the written-samples header.
+    pub fn start_v1_only(script: Vec<Reply>) -> Receiver {
+        Self::start_full(0, script, Tls::None, true)
+    }
+
     /// On `port` (0: a free one).
     pub fn start_on(port: u16, script: Vec<Reply>, tls: Tls) -> Receiver {
+        Self::start_full(port, script, tls, false)
+    }
+
+    fn start_full(port: u16, script: Vec<Reply>, tls: Tls, v1_only: bool) -> Receiver {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("binding the receiver");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -139,7 +158,7 @@ impl Receiver {
             Tls::None => None,
             Tls::Server { pki, require_client_certificate } => Some(acceptor(pki, *require_client_certificate)),
         };
-        let state = Arc::new(State { script: Mutex::new(script.into()), ..State::default() });
+        let state = Arc::new(State { v1_only, script: Mutex::new(script.into()), ..State::default() });
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let served = state.clone();
         let thread = std::thread::spawn(move || {
@@ -246,6 +265,8 @@ async fn answer(
         .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let reply = state.script.lock().unwrap().pop_front().unwrap_or_else(|| Reply::status(200));
+    let is_v2 = headers.iter().any(|(n, v)| n == "content-type" && v == v2::CONTENT_TYPE_V2);
+    let written = (is_v2 && !state.v1_only).then(|| samples_in_v2(&body));
     let body_out = match &reply.body {
         ReplyBody::Fixed(bytes) => bytes.clone(),
         ReplyBody::EchoHeaders => headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect::<String>().into_bytes(),
@@ -263,8 +284,19 @@ async fn answer(
     for (name, value) in &reply.headers {
         response = response.header(name, value);
     }
+    let says_written = reply.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(v2::SAMPLES_WRITTEN));
+    if let Some(written) = written.filter(|_| (200..300).contains(&reply.status) && !says_written) {
+        response = response.header(v2::SAMPLES_WRITTEN, written.to_string());
+    }
     if let Some(wait) = reply.retry_after_date_in {
         response = response.header("Retry-After", httpdate::fmt_http_date(std::time::SystemTime::now() + wait));
     }
     Ok(response.body(Full::new(Bytes::from(body_out))).unwrap())
+}
+
+/// The samples in a 2.0 body (0 if it is not one).
+fn samples_in_v2(body: &[u8]) -> usize {
+    let raw = snap::raw::Decoder::new().decompress_vec(body).unwrap_or_default();
+    let request = v2::writev2::Request::decode(raw.as_slice()).unwrap_or_default();
+    request.timeseries.iter().map(|s| s.samples.len()).sum()
 }
