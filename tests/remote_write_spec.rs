@@ -368,10 +368,13 @@ fn retried_once(first: Reply, extra: &[&str]) -> (f64, Run) {
 
 #[test]
 fn too_many_requests_is_retried_after_retry_after_seconds() {
-    let (gap, _) = retried_once(Reply::status(429).header("Retry-After", "2"), &[]);
-    eprintln!("Retry-After: 2 → waited {gap:.3}s");
-    // Without the header the first retry waits at most 0.5s.
-    assert!((2.0..2.8).contains(&gap), "waited {gap:.3}s for Retry-After: 2");
+    for message in MESSAGES {
+        let extra = ["--remote-write-message", message];
+        let (gap, _) = retried_once(Reply::status(429).header("Retry-After", "2"), &extra);
+        eprintln!("{message}: Retry-After: 2 → waited {gap:.3}s");
+        // Without the header the first retry waits at most 0.5s.
+        assert!((2.0..2.8).contains(&gap), "{message}: waited {gap:.3}s for Retry-After: 2");
+    }
 }
 
 #[test]
