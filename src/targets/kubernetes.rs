@@ -44,7 +44,7 @@ pub async fn discover(
         (Api::namespaced(client.clone(), &namespace), format!("namespace {namespace}"))
     };
     let params = ListParams::default().labels(&settings.selector);
-    let pods = list_all(&api, &params, settings.page_size, settings.api_timeout).await.map_err(|e| {
+    let pods = list_all(&api, &params, settings.page_size, settings.api_timeout, slim_pod).await.map_err(|e| {
         explain(e, &format!("listing pods with selector '{}' in {scope}", settings.selector), "list", "pods", &scope)
     })?;
     let selection = select_servers(&pods, default_port, settings.container.as_deref());
@@ -64,7 +64,7 @@ pub async fn discover(
     let mut nodes = selection.nodes;
     if !settings.node_labels.is_empty() {
         let api: Api<KubeNode> = Api::all(client.clone());
-        let kube_nodes = list_all(&api, &ListParams::default(), settings.page_size, settings.api_timeout)
+        let kube_nodes = list_all(&api, &ListParams::default(), settings.page_size, settings.api_timeout, slim_node)
             .await
             .map_err(|e| explain(e, "listing nodes for --node-label-keys", "list", "nodes", "the cluster"))?;
         attach_labels(&mut nodes, &kube_nodes, &settings.node_labels);
@@ -87,7 +87,15 @@ const INTERNAL_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Lists every object, page by page (`limit` + `continue`). An expired continue token (410)
 /// restarts the list once, as client-go does; a page answered 500 is asked for again.
-async fn list_all<K>(api: &Api<K>, params: &ListParams, page_size: u32, timeout: Duration) -> Result<Vec<K>, ListError>
+/// Each object is passed through `keep` as its page arrives, so only one page of whole objects
+/// is held at a time (a real server pod is about 55 KB in memory; 5,000 took 290 MB).
+async fn list_all<K>(
+    api: &Api<K>,
+    params: &ListParams,
+    page_size: u32,
+    timeout: Duration,
+    keep: fn(K) -> K,
+) -> Result<Vec<K>, ListError>
 where
     K: Clone + DeserializeOwned + Debug,
 {
@@ -124,11 +132,52 @@ where
             }
             Ok(result) => result.map_err(ListError::Api)?,
         };
-        items.extend(page.items);
+        items.extend(page.items.into_iter().map(keep));
         match page.metadata.continue_ {
             Some(next) if !next.is_empty() => token = Some(next),
             _ => return Ok(items),
         }
+    }
+}
+
+/// What [`select_servers`] reads of a pod, and nothing else (managed fields, volumes, env,
+/// annotations and the rest are dropped).
+fn slim_pod(pod: Pod) -> Pod {
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus};
+    use kube::api::ObjectMeta;
+    let meta = pod.metadata;
+    Pod {
+        metadata: ObjectMeta {
+            name: meta.name,
+            namespace: meta.namespace,
+            creation_timestamp: meta.creation_timestamp,
+            deletion_timestamp: meta.deletion_timestamp,
+            ..ObjectMeta::default()
+        },
+        spec: pod.spec.map(|spec| PodSpec {
+            node_name: spec.node_name,
+            containers: spec
+                .containers
+                .into_iter()
+                .map(|c| Container { name: c.name, ports: c.ports, resources: c.resources, ..Container::default() })
+                .collect(),
+            ..PodSpec::default()
+        }),
+        status: pod.status.map(|status| PodStatus {
+            phase: status.phase,
+            conditions: status.conditions,
+            pod_ip: status.pod_ip,
+            ..PodStatus::default()
+        }),
+    }
+}
+
+/// What [`attach_labels`] reads of a node: its name and labels.
+fn slim_node(node: KubeNode) -> KubeNode {
+    use kube::api::ObjectMeta;
+    KubeNode {
+        metadata: ObjectMeta { name: node.metadata.name, labels: node.metadata.labels, ..ObjectMeta::default() },
+        ..KubeNode::default()
     }
 }
 
@@ -285,6 +334,23 @@ mod tests {
             ]}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn slimmed_pods_select_the_same_servers_and_keep_little() {
+        let mut pods = vec![
+            pod("s-1", "worker-1", "10.0.0.5", "Running", true, "2026-01-02T00:00:00Z"),
+            pod("s-2", "worker-1", "10.0.0.6", "Running", true, "2026-01-01T00:00:00Z"),
+            pod("s-3", "worker-2", "10.0.0.7", "Pending", false, "2026-01-01T00:00:00Z"),
+            pod("s-4", "worker-3", "10.0.0.8", "Running", true, "2026-01-01T00:00:00Z"),
+        ];
+        // What a real pod also carries, none of it read.
+        pods[0].metadata.annotations = Some([("a".to_string(), "x".repeat(10_000))].into());
+        pods[0].spec.as_mut().unwrap().containers[1].args = Some(vec!["--server".into(); 100]);
+        let slim: Vec<Pod> = pods.iter().cloned().map(slim_pod).collect();
+        assert_eq!(select_servers(&slim, 5201, None), select_servers(&pods, 5201, None));
+        assert!(slim[0].metadata.annotations.is_none() && slim[0].spec.as_ref().unwrap().containers[1].args.is_none());
+        assert_eq!(select_servers(&slim, 5201, None).nodes[0].cpu_millis, Some(500));
     }
 
     #[test]
