@@ -18,7 +18,7 @@ mod push;
 mod secret;
 pub use iperf3_auth::{Credentials, Iperf3AuthArgs, read_password_file};
 pub use kubernetes::{KubernetesArgs, KubernetesSettings, NodeLabelNames};
-pub use push::{Auth, Backoff, ExtraHeaders, PushArgs, PushSettings, PushgatewayTarget, TlsSettings};
+pub use push::{Auth, Backoff, ExtraHeaders, PushArgs, PushSettings, PushgatewayTarget, RESERVED_HEADERS, TlsSettings};
 pub use secret::Secret;
 
 /// Measures the network between every pair of nodes with iperf3 and pushes the results into

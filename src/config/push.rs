@@ -12,8 +12,9 @@ use reqwest::header::{HeaderName, HeaderValue};
 use crate::error::{Error, Result};
 use crate::sinks::remote_write::Message;
 
-/// Headers a user may not set: the remote-write protocol and the transport own them.
-const RESERVED_HEADERS: &[&str] = &[
+/// Headers a user may not set: the remote-write protocol and the transport own them. The
+/// chart refuses the same names in `push.headers` (`tests/contracts.rs` checks the two agree).
+pub const RESERVED_HEADERS: &[&str] = &[
     "content-encoding",
     "content-type",
     "content-length",
