@@ -78,15 +78,15 @@ EOF
 }
 
 # promtool (Prometheus's own rule checker) comes from the distribution.
+# shellcheck source-path=SCRIPTDIR source=lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 install_promtool() {
   command -v promtool >/dev/null && return 0
   if [[ $(id -u) -ne 0 ]]; then
     echo "check-chart: promtool not found: install it (Debian/Ubuntu: apt-get install prometheus)" >&2
     exit 1
   fi
-  echo "installing prometheus (Debian package) for promtool"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt_install prometheus
 }
 
 install_tools

@@ -26,6 +26,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE_ROOT=${IPERF3_MONITOR_KUBE_LAB_STATE:-/run/iperf3-monitor-kube-lab}
 K8S_STATE_ROOT=${IPERF3_MONITOR_K8S_STATE:-/dev/shm/iperf3-monitor-k8s}
 LAB_STATE_ROOT=${IPERF3_MONITOR_LAB_STATE:-/run/iperf3-monitor-lab}
+# shellcheck source-path=SCRIPTDIR source=lib/wait.sh
+source "$repo/scripts/lib/wait.sh"
 
 usage() {
     sed -n '5,7p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -133,12 +135,13 @@ YAML
         --api-host "$host" --api-port "$port" --state "$state" --log-dir "$state/logs" \
         "${node_args[@]}" "${bins[@]}" >"$state/logs/kubelet.log" 2>&1 </dev/null &
     echo $! >"$state/kubelet.pid"
-    local _
-    for _ in $(seq 100); do
-        grep -q "watching pods" "$state/logs/kubelet.log" && break
-        kill -0 "$(cat "$state/kubelet.pid")" 2>/dev/null || { cat "$state/logs/kubelet.log" >&2; die "the pod harness ended"; }
-        sleep 0.1
-    done
+    local rc=0
+    wait_until 30 "$(cat "$state/kubelet.pid")" grep -q "watching pods" "$state/logs/kubelet.log" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        cat "$state/logs/kubelet.log" >&2
+        [[ $rc -eq 2 ]] && die "the pod harness ended"
+        die "the pod harness is not watching pods after 30 s"
+    fi
     phase "pod harness"
     trap - EXIT
     echo "api-server: $server"
@@ -153,12 +156,7 @@ down() {
         local pid
         pid=$(cat "$state/kubelet.pid")
         if [[ $(cat "/proc/$pid/cmdline" 2>/dev/null | tr '\0' ' ') == *real_cluster/kubelet.py* ]]; then
-            kill "$pid" 2>/dev/null || true
-            for _ in $(seq 80); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -9 "$pid" 2>/dev/null || true
+            stop_pids 8 "$pid"
         fi
     fi
     # Pods the harness left (it ended by SIGKILL): each is a session of its own.

@@ -19,33 +19,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # The key names every version, and the kwok patch by its hash: a new patch is a new build.
 kwok_patch=$(sha256sum "$here/kwok-exec.patch" | cut -c1-8)
 dir=$CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$kwok_patch
-bin=$dir/bin
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
-# Reproducible paths in the binaries; 2 cores here, so 2 packages at a time (more only adds
-# memory pressure while the big packages compile and link).
-export GOFLAGS="-trimpath -buildvcs=false -p=2"
-# Module builds need no cgo, and without it the binaries do not depend on the host's libc.
-export CGO_ENABLED=0
-
-phase_start=0
-phase() { phase_start=$SECONDS; echo "build.sh: $1..." >&2; }
-phase_done() { echo "build.sh: $1 took $((SECONDS - phase_start)) s" >&2; }
-
-if [[ -f $bin/.complete ]]; then
-    echo "$bin"
-    exit 0
-fi
-mkdir -p "$dir"
-# Two callers at once (a test run and a developer) must not build into the same directory.
-exec 9>"$dir/.lock"
-flock 9
-if [[ -f $bin/.complete ]]; then
-    echo "$bin"
-    exit 0
-fi
-mkdir -p "$bin"
-total_start=$SECONDS
+# shellcheck source-path=SCRIPTDIR source=../lib/cached-build.sh
+source "$here/../lib/cached-build.sh"
+cached_build_start "$dir"
 
 # k8s.io/kubernetes cannot be built with `go install pkg@version`: its go.mod requires every
 # staging module (k8s.io/api, k8s.io/client-go, ...) at v0.0.0 and replaces it with
@@ -148,6 +126,4 @@ phase_done "kwok"
 "$bin/etcd" --version | head -1 >&2
 "$bin/kwok" --version >&2
 "$bin/kubectl" version --client >&2
-touch "$bin/.complete"
-echo "build.sh: built in $((SECONDS - total_start)) s" >&2
-echo "$bin"
+cached_build_done

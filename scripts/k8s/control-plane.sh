@@ -60,27 +60,29 @@ free_port() {
 s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
 }
 
+# shellcheck source-path=SCRIPTDIR source=../lib/wait.sh
+source "$here/../lib/wait.sh"
+
 # wait_for STATE WHAT SECONDS COMMAND...: retries COMMAND every 0.2 s until it succeeds; fails
 # at once, with the end of its log, when a process that STATE started has ended.
 wait_for() {
-    local state=$1 what=$2 seconds=$3 pidfile component
+    local state=$1 what=$2 seconds=$3 pidfile component rc=0 pids=()
     shift 3
-    local deadline=$((SECONDS + seconds))
-    until "$@" >/dev/null 2>&1; do
-        for pidfile in "$state"/pids/*.pid; do
-            if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    for pidfile in "$state"/pids/*.pid; do pids+=("$(cat "$pidfile")"); done
+    wait_until "$seconds" "${pids[*]}" "$@" || rc=$?
+    case $rc in
+        0) return 0 ;;
+        2)
+            for pidfile in "$state"/pids/*.pid; do
+                [[ $(cat "$pidfile") == "$wait_ended_pid" ]] || continue
                 component=$(basename "$pidfile" .pid)
                 echo "control-plane.sh: $component has ended; the end of its log:" >&2
                 tail -n 15 "$state/logs/$component.log" >&2
-                return 1
-            fi
-        done
-        if ((SECONDS >= deadline)); then
-            echo "control-plane.sh: $what not ready after ${seconds} s" >&2
-            return 1
-        fi
-        sleep 0.2
-    done
+            done
+            ;;
+        *) echo "control-plane.sh: $what not ready after ${seconds} s" >&2 ;;
+    esac
+    return 1
 }
 
 # start STATE NAME COMMAND...: runs COMMAND in its own session (so that a Ctrl-C or the end
@@ -458,16 +460,7 @@ stop() {
         pid=$(cat "$pidfile")
         [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$bin"/* ]] && pids+=("$pid")
     done
-    [[ ${#pids[@]} -gt 0 ]] || return 0
-    kill "${pids[@]}" 2>/dev/null || true
-    for _ in $(seq 50); do
-        local alive=0
-        # A zombie (ended, not yet reaped) has no exe link any more.
-        for pid in "${pids[@]}"; do readlink "/proc/$pid/exe" >/dev/null 2>&1 && alive=1; done
-        ((alive)) || return 0
-        sleep 0.2
-    done
-    kill -9 "${pids[@]}" 2>/dev/null || true
+    stop_pids 10 "${pids[@]}"
 }
 
 down() {

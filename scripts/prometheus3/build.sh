@@ -14,33 +14,10 @@ set -euo pipefail
 VERSION=${PROMETHEUS3_MODULE_VERSION:-v0.316.0}
 CACHE=${IPERF3_MONITOR_CACHE:-/var/cache/iperf3-monitor}
 dir=$CACHE/prometheus-$VERSION
-bin=$dir/bin
 
-export GOFLAGS="-trimpath -buildvcs=false -p=2"
-export CGO_ENABLED=0
-
-phase_start=0
-phase() { phase_start=$SECONDS; echo "build.sh: $1..." >&2; }
-phase_done() { echo "build.sh: $1 took $((SECONDS - phase_start)) s" >&2; }
-
-if [[ -f $bin/.complete ]]; then
-    echo "$bin"
-    exit 0
-fi
-mkdir -p "$dir"
-# Two callers at once (a test run and a developer) must not build into the same directory.
-exec 9>"$dir/.lock"
-flock 9
-if [[ -f $bin/.complete ]]; then
-    echo "$bin"
-    exit 0
-fi
-mkdir -p "$bin"
-total_start=$SECONDS
-if ! command -v go >/dev/null; then
-    echo "build.sh: no Go toolchain (1.26 or newer) to build Prometheus 3: install one from https://go.dev/dl/" >&2
-    exit 2
-fi
+# shellcheck source-path=SCRIPTDIR source=../lib/cached-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/cached-build.sh"
+cached_build_start "$dir"
 
 # The module has no replace directives, so `go install pkg@version` builds it as published.
 # The web UI's assets are not in the module (they are built by npm in a release); without the
@@ -66,6 +43,4 @@ rm -rf "$dir/gobin"
 phase_done "build"
 
 "$bin/prometheus" --version >&2
-touch "$bin/.complete"
-echo "build.sh: built in $((SECONDS - total_start)) s" >&2
-echo "$bin"
+cached_build_done
