@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Builds the iperf3-monitor image with podman on a machine that reaches no
-# container registry: the base images are made here with debootstrap.
+# container registry: the Debian stage that supplies iperf3, its libraries and
+# the CA bundle is made here with debootstrap; the image itself is `scratch`
+# plus the files that run (Dockerfile, scripts/image-rootfs.sh, docs/image.md).
 #
 #   scripts/build-image.sh [--from-source | --debug] [--tag IMAGE] [--refresh-base]
 #
 # Default (from binary): `cargo build --release --locked` on this host, then
-# the Dockerfile's `runtime-from-binary` target copies that binary onto the
-# runtime base. The host must be Debian 12 (bookworm), the runtime's release,
-# so that the binary's glibc matches.
+# the Dockerfile's `runtime-from-binary` target copies that binary, with what
+# it and iperf3 load, onto `scratch`. The host must be Debian 12 (bookworm),
+# the runtime's release, so that the binary's glibc matches. This is what CI
+# smoke-tests (scripts/test.sh): the release binary, built once.
 #
-# --debug: the same with `cargo build --locked` (the dev profile), its debug
-# info stripped. After `cargo test`, which builds that very binary, it compiles
-# nothing: CI's image costs no second compilation. For the smoke test, not for
+# --debug: the same with `cargo build --locked` (the dev profile), its symbols
+# stripped. After `cargo test`, which builds that very binary, it compiles
+# nothing; its image is about 45 MB, over the smoke test's 40-MB limit
+# (SMOKE_MAX_IMAGE_MB=50 scripts/smoke-image.sh). For trying changes, not for
 # publishing (the release workflow builds from source, in release mode).
 #
 # --from-source: the Dockerfile's default target, which compiles in its
@@ -126,12 +130,13 @@ else
     exit 2
   fi
   target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  # A context of just the binary: nothing else is sent to the build.
-  mkdir -p "$scratch/context/target/release"
+  # A context of just the binary and the script that assembles the root file system.
+  mkdir -p "$scratch/context/target/release" "$scratch/context/scripts"
+  cp "$repo/scripts/image-rootfs.sh" "$scratch/context/scripts/"
   if $debug; then
     log "cargo build --locked (dev profile; nothing to compile after cargo test)"
     (cd "$repo" && cargo build --locked --quiet)
-    objcopy --strip-debug "$target_dir/debug/iperf3-monitor" "$scratch/context/target/release/iperf3-monitor"
+    objcopy --strip-all "$target_dir/debug/iperf3-monitor" "$scratch/context/target/release/iperf3-monitor"
   else
     log "cargo build --release --locked"
     (cd "$repo" && cargo build --release --locked --quiet)
@@ -140,4 +145,4 @@ else
   log "building $tag from the host binary (target runtime-from-binary)"
   podman build "${build_args[@]}" --target runtime-from-binary "$scratch/context"
 fi
-log "built $tag"
+log "built $tag: $(podman image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.1f MB", $1 / 1e6}') uncompressed"
