@@ -3,6 +3,8 @@
 #
 # Usage: scripts/check-dashboards.sh
 #
+#   generated     dashboards/*.json and chart/dashboards/*.json are byte for byte what their
+#                 source, dashboards/src/, generates (scripts/generate-dashboards.sh --check)
 #   schema        each dashboard type-checks against @grafana/schema (tsc, tests/dashboards/),
 #                 and tests/dashboards/strictness.ts proves the type still rejects broken ones
 #   lint          dashboards and rules name only metrics of the job's contract; every variable
@@ -14,8 +16,9 @@
 #   live queries  every query returns data from a throwaway Prometheus on 127.0.0.1 filled with
 #                 synthetic results, shaped like remote-write and like the Pushgateway
 #
-# Installs what is missing, idempotently: npm packages into tests/dashboards/node_modules from
-# the committed package-lock.json (npm ci), and promtool/prometheus from Debian's `prometheus`
+# Installs what is missing, idempotently: npm packages into tests/dashboards/node_modules and
+# dashboards/src/node_modules from their committed package-lock.json (npm ci), and
+# promtool/prometheus from Debian's `prometheus`
 # package. Needs node, npm and python3. Prints one line per check and a closing
 # "check-dashboards: N passed, M failed"; exits non-zero if any check failed.
 set -euo pipefail
@@ -45,13 +48,9 @@ fi
 for tool in python3 node npm promtool prometheus; do
   command -v "$tool" >/dev/null || { echo "check-dashboards: $tool not found" >&2; exit 1; }
 done
-# npm ci wipes node_modules: only when the lock file changed since the last install.
-lock_sum=$(sha256sum "$checks/package-lock.json" | cut -d' ' -f1)
-if [[ "$(cat "$checks/node_modules/.installed-lock-sha256" 2>/dev/null || true)" != "$lock_sum" ]]; then
-  echo "installing npm packages into tests/dashboards/node_modules" >&2
-  (cd "$checks" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  echo "$lock_sum" >"$checks/node_modules/.installed-lock-sha256"
-fi
+# shellcheck source-path=SCRIPTDIR source=lib/npm-ci.sh
+source "$repo/scripts/lib/npm-ci.sh"
+npm_ci "$checks"
 
 # --------------------------------------------------------------------------------- checks
 # Each check runs as the condition of an `if`, where bash ignores `set -e`: the check functions
@@ -135,6 +134,7 @@ print(f"{len(alerts)} alerts, each tested firing and quiet")
 PY
 }
 
+run_check "generated" scripts/generate-dashboards.sh --check
 run_check "schema" schema_check
 run_check "lint" lint_check
 run_check "promql" promql_check

@@ -1,0 +1,101 @@
+// The PromQL of the dashboards, built from a few shapes (dashboards/README.md, "How results are
+// read"): a pair's latest value within the result window, kept only while its latest test is
+// recent, always aggregated by the pair labels so that series delivered by remote-write and by
+// the Pushgateway count once. The line breaks and indents are part of the output: Grafana shows
+// the query as written.
+
+/** The labels that name a pair; every pair query aggregates and matches on them. */
+export const PAIR_LABELS = 'cluster, source_node, destination_node, protocol';
+
+/** One label matcher of a selector, e.g. `cluster=~"$cluster"`. */
+export type Matcher = `${string}=${string}`;
+
+/** The matchers of a pair query's selectors: which pairs a panel shows. */
+export type PairFilter = readonly Matcher[];
+
+/** The matchers every pair query of both dashboards starts with, then the dashboard's own:
+ * a variable that every pair query filters on (like `cluster`) goes here. */
+export const pairScope = (...rest: Matcher[]): PairFilter => [re('cluster', '$cluster'), ...rest];
+
+export const eq = (label: string, value: string): Matcher => `${label}="${value}"`;
+export const re = (label: string, value: string): Matcher => `${label}=~"${value}"`;
+
+/** A `[${run_window}s]` range: the result window, a dashboard variable in seconds. */
+const RESULT_WINDOW = '[${run_window}s]';
+
+const selector = (metric: string, filter: readonly Matcher[]): string => `${metric}{${filter.join(', ')}}`;
+
+/** A pair's latest value of `metric` within the result window. */
+export function latest(metric: string, filter: PairFilter, extraLabels: readonly string[] = []): string {
+  const by = [PAIR_LABELS, ...extraLabels].join(', ');
+  return `max by (${by}) (last_over_time(${selector(metric, filter)}${RESULT_WINDOW}))`;
+}
+
+/** True for pairs whose latest test ended within the result window (by its end time's value,
+ * which is what makes a stale Pushgateway value drop out). */
+export function fresh(filter: PairFilter): string {
+  return `(time() - ${latest('iperf3_test_timestamp_seconds', filter)} < $run_window)`;
+}
+
+/** `a and on (pair) b and on (pair) c`, one operand a line, each line indented by `indent`. */
+export function andOnPair(operands: readonly string[], indent = ''): string {
+  return operands.join(`\n${indent}and on (${PAIR_LABELS})\n${indent}`);
+}
+
+/** `value` for pairs whose latest test is recent. */
+export const ifFresh = (value: string, filter: PairFilter): string => andOnPair([value, fresh(filter)]);
+
+/** `value` (a latest, or a multiple of one) for fresh pairs, inside an aggregation opened by
+ * `head`, e.g. `min by (protocol) (` or `quantile by (protocol) (0.5,`. */
+export const aggregateFresh = (head: string, value: string, filter: PairFilter): string =>
+  `${head}\n  ${ifFresh(value, filter)}\n)`;
+
+/** A pair's latest received throughput in bit/s. */
+export const bitsPerSecond = (filter: PairFilter): string => `8 * ${latest('iperf3_received_bytes_per_second', filter)}`;
+
+/** 0 for fresh pairs whose latest test failed: what a matrix shows as "failed". */
+export function failedAsZero(filter: PairFilter): string {
+  const failed = `0 * (${latest('iperf3_test_success', filter)} == 0)`;
+  return `(\n  ${andOnPair([failed, fresh(filter)], '  ')}\n)`;
+}
+
+/** Fresh pairs whose latest test succeeded, with their received throughput (bytes/s): what the
+ * diagnosis ratios are computed from. */
+export function succeededPairs(filter: PairFilter): string {
+  const received = latest('iperf3_received_bytes_per_second', filter);
+  const succeeded = `(${latest('iperf3_test_success', filter)} == 1)`;
+  return `(\n  (${andOnPair([received, succeeded], '  ')})\n  and on (${PAIR_LABELS})\n  ${fresh(filter)}\n)`;
+}
+
+/** The median of the succeeded pairs' throughput, by `by`. */
+export const medianOfSucceeded = (by: string, filter: PairFilter): string =>
+  `quantile by (${by}) (0.5, ${succeededPairs(filter)})`;
+
+/** A node's send (`source_node`) or receive (`destination_node`) ratio: the median of its pairs
+ * ÷ the median of all pairs (the recording rules iperf3:node_send_ratio, node_receive_ratio). */
+export const nodeRatio = (node: 'source_node' | 'destination_node', filter: PairFilter): string =>
+  `${medianOfSucceeded(`cluster, ${node}, protocol`, filter)}\n/ on (cluster, protocol) group_left ()\n` +
+  medianOfSucceeded('cluster, protocol', filter);
+
+/** A pair's throughput ÷ the lower of its source's and its destination's median (the recording
+ * rule iperf3:path_ratio): the larger of the two quotients, each tagged with its endpoint. */
+export function pathRatio(filter: PairFilter): string {
+  const over = (node: 'source_node' | 'destination_node', endpoint: string) =>
+    `label_replace(\n ${succeededPairs(filter)}\n / on (cluster, ${node}, protocol) group_left ()\n ` +
+    `${medianOfSucceeded(`cluster, ${node}, protocol`, filter)},\n "endpoint", "${endpoint}", "", "")`;
+  return `max by (${PAIR_LABELS}) (\n${over('source_node', 'source')}\nor\n${over('destination_node', 'destination')}\n)`;
+}
+
+/** A run-level metric's latest value within the result window, by `by` (cluster first). */
+export const runLatest = (metric: string, by: string, filter: readonly Matcher[]): string =>
+  `max by (${by}) (last_over_time(${selector(metric, filter)}${RESULT_WINDOW}))`;
+
+/** The run-level `runLatest` summed over clusters (`sum by (...)` when `by` is given). */
+export const runSum = (metric: string, filter: readonly Matcher[], by?: string): string =>
+  by === undefined
+    ? `sum(${runLatest(metric, 'cluster', filter)})`
+    : `sum by (${by}) (${runLatest(metric, `cluster, ${by}`, filter)})`;
+
+/** Any `[1d]`-style range for queries that must look further back than the result window. */
+export const lastOver = (metric: string, filter: readonly Matcher[], range: string): string =>
+  `last_over_time(${selector(metric, filter)}[${range}])`;
