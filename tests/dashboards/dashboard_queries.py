@@ -9,6 +9,7 @@ Only the Python standard library, so it runs wherever Debian's python3 does.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -22,25 +23,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
 
-# The metric contract of the job (README "Metrics"): a dashboard or rule naming anything else
-# is a typo that PromQL would happily parse and answer with nothing.
-CONTRACT_METRICS = frozenset(
-    """
-    iperf3_received_bytes_per_second iperf3_sent_bytes_per_second
-    iperf3_retransmits iperf3_rtt_seconds
-    iperf3_jitter_seconds iperf3_lost_packets iperf3_packets iperf3_loss_ratio
-    iperf3_sender_cpu_utilization_ratio iperf3_receiver_cpu_utilization_ratio
-    iperf3_test_success iperf3_test_duration_seconds iperf3_test_timestamp_seconds
-    iperf3_test_failure
-    iperf3_monitor_last_run_timestamp_seconds iperf3_monitor_run_duration_seconds
-    iperf3_monitor_run_tests iperf3_monitor_run_pairs_covered iperf3_monitor_mesh_pairs
-    iperf3_monitor_nodes iperf3_monitor_run_rounds iperf3_monitor_cycle_rounds
-    iperf3_monitor_cycle_runs
-    iperf3_monitor_run_tests_not_run iperf3_monitor_run_rounds_skipped
-    iperf3_monitor_run_pairing_switched
-    iperf3_test_cpu_bound
-    """.split()
-)
+
+@functools.cache
+def contract_metrics(source: Path = REPO / "src" / "samples.rs") -> frozenset[str]:
+    """The metric contract of the job: the names of the `metrics! { ... }` table in
+    src/samples.rs, the code's one list (`ALL_METRICS`; tests/contracts.rs checks that this reads
+    all of it). A dashboard or rule naming anything else is a typo that PromQL would happily
+    parse and answer with nothing."""
+    text = source.read_text(encoding="utf-8")
+    table = re.search(r"^metrics! \{\n(.*?)^\}", text, re.M | re.S)
+    names = re.findall(r'^\s*[A-Z][A-Z0-9_]* = "(iperf3_[a-z0-9_]+)"', table.group(1), re.M) if table else []
+    if not names:
+        raise CheckError(f"no metrics! {{ NAME = \"iperf3_...\", ... }} table in {source}")
+    return frozenset(names)
+
+
 METRIC_NAME = re.compile(r"\biperf3_[a-z0-9_]*[a-z0-9]")
 
 # Queries a healthy run may leave empty: (pattern in the query, why).
@@ -262,7 +259,8 @@ def lint(paths: list[Path]) -> list[str]:
 
 
 def unknown_metrics(text: str) -> list[str]:
-    return sorted({m for m in METRIC_NAME.findall(text) if m not in CONTRACT_METRICS})
+    contract = contract_metrics()
+    return sorted({m for m in METRIC_NAME.findall(text) if m not in contract})
 
 
 def rules_file(paths: list[Path]) -> dict:
@@ -466,6 +464,7 @@ def main(argv: list[str]) -> int:
     p_rules.add_argument("dashboards", nargs="*", type=Path)
     p_names = sub.add_parser("metric-names", help="check that files (e.g. rules) name only metrics of the contract")
     p_names.add_argument("files", nargs="+", type=Path)
+    sub.add_parser("contract-metrics", help="print the metric names of the job's contract, as read from src/samples.rs")
     p_live = sub.add_parser("live", help="run every query against a Prometheus and check the answers")
     p_live.add_argument("prom_url")
     p_live.add_argument("--nodes", type=int, help="nodes of the run: the matrix must have nodes x (nodes-1) cells per protocol")
@@ -494,6 +493,9 @@ def main(argv: list[str]) -> int:
             for f, m in bad:
                 print(f"FAIL {f}: {m} is not a metric of iperf3-monitor")
             return 1 if bad else 0
+        if args.command == "contract-metrics":
+            print("\n".join(sorted(contract_metrics())))
+            return 0
         if args.command == "live":
             if args.nodes is not None and args.nodes < 2:
                 parser.error("--nodes must be at least 2")
