@@ -14,7 +14,8 @@ export const DATASOURCE = { type: 'prometheus', uid: '${datasource}' } as const;
 
 // ------------------------------------------------------------------------------- dashboard
 
-/** A dashboard with the settings both share: schemaVersion 39 (Grafana 10.4 and later). */
+/** A dashboard with the settings and the variables both share (`sharedVariables`); its own
+ * variables come after those. */
 export function newDashboard(uid: string, title: string, description: string, from: string): dashboard.DashboardBuilder {
   return new dashboard.DashboardBuilder(title)
     .uid(uid)
@@ -49,7 +50,8 @@ export function newDashboard(uid: string, title: string, description: string, fr
         .targetBlank(false)
         .tooltip('')
         .url(''),
-    );
+    )
+    .variables(sharedVariables());
 }
 
 // ------------------------------------------------------------------------------- variables
@@ -86,6 +88,10 @@ export const runWindowVariable = () =>
     .hide(dashboard.VariableHide.DontHide)
     .includeAll(false)
     .multi(false);
+
+/** The variables of both dashboards, first in each. A variable that every pair query filters on
+ * goes here, and its matcher into `pairScope` (promql.ts). */
+export const sharedVariables = () => [datasourceVariable(), runWindowVariable(), clusterVariable(), zoneVariable()];
 
 /** A `label_values(selector, label)` variable, refreshed with the time range, sorted naturally. */
 export function labelValuesVariable(name: string, label: string, query: string): dashboard.QueryVariableBuilder {

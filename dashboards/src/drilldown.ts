@@ -4,9 +4,7 @@ import * as dashboard from '@grafana/grafana-foundation-sdk/dashboard';
 import * as statetimeline from '@grafana/grafana-foundation-sdk/statetimeline';
 import {
   DATASOURCE,
-  clusterVariable,
   colorMode,
-  datasourceVariable,
   graphPanel,
   labelValuesVariable,
   newDashboard,
@@ -14,10 +12,8 @@ import {
   protocolVariable,
   range,
   row,
-  runWindowVariable,
   thresholds,
   valueText,
-  zoneVariable,
 } from './common';
 import { type Matcher, type PairFilter, bitsPerSecond, eq, ifFresh, latest, pairScope, re } from './promql';
 
@@ -92,10 +88,6 @@ export function drilldown(): dashboard.DashboardBuilder {
     'Every measurement between two nodes, on one timeline.',
     'now-24h',
   )
-    .withVariable(datasourceVariable())
-    .withVariable(runWindowVariable())
-    .withVariable(clusterVariable())
-    .withVariable(zoneVariable())
     .withVariable(
       labelValuesVariable('source_node', 'Source', 'label_values(iperf3_test_success{cluster=~"$cluster", source_zone=~"$zone"}, source_node)'),
     )

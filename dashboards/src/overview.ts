@@ -4,9 +4,7 @@ import * as dashboard from '@grafana/grafana-foundation-sdk/dashboard';
 import * as common from '@grafana/grafana-foundation-sdk/common';
 import type * as table from '@grafana/grafana-foundation-sdk/table';
 import {
-  clusterVariable,
   colorMode,
-  datasourceVariable,
   drilldownLink,
   graphPanel,
   newDashboard,
@@ -15,12 +13,10 @@ import {
   range,
   row,
   rowDrilldownLink,
-  runWindowVariable,
   statPanel,
   tablePanel,
   thresholds,
   valueText,
-  zoneVariable,
 } from './common';
 import {
   type Matcher,
@@ -361,10 +357,6 @@ export function overview(): dashboard.DashboardBuilder {
     'Throughput between every pair of nodes, measured by iperf3-monitor.',
     'now-6h',
   )
-    .withVariable(datasourceVariable())
-    .withVariable(runWindowVariable())
-    .withVariable(clusterVariable())
-    .withVariable(zoneVariable())
     .withVariable(protocolVariable('iperf3_test_success{cluster=~"$cluster"}'));
   stats.forEach((panel) => board.withPanel(panel.height(4).span(3)));
   board.withRow(row(9, 'Throughput matrix')).withPanel(throughputMatrix);
