@@ -7,6 +7,8 @@ mod common;
 
 use std::process::{Command, Output};
 
+use clap::CommandFactory;
+use iperf3_monitor::config::Cli;
 use serde_json::Value;
 
 fn monitor(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -38,26 +40,11 @@ fn help_documents_every_flag_and_its_environment_variable() {
     let output = monitor(&["run", "--help"], &[]);
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in [
-        "inventory",
-        "mode",
-        "source-node",
-        "protocols",
-        "duration",
-        "udp-bitrate",
-        "parallel",
-        "test-timeout",
-        "concurrency",
-        "budget",
-        "interval",
-        "remote-write-url",
-        "cluster",
-        "output",
-        "dry-run",
-        "iperf3-username",
-        "iperf3-public-key-file",
-        "iperf3-password-file",
-    ] {
+    // Every flag clap knows of, not a hand list (tests/contracts.rs checks the reference too).
+    let run = Cli::command().find_subcommand("run").unwrap().clone();
+    let flags: Vec<&str> = run.get_arguments().filter_map(|a| a.get_long()).filter(|l| *l != "help").collect();
+    assert!(flags.len() > 30, "{flags:?}");
+    for flag in flags {
         assert!(help.contains(&format!("--{flag}")), "--{flag} missing from --help");
         let env = format!("IPERF3_MONITOR_{}", flag.to_uppercase().replace('-', "_"));
         assert!(help.contains(&env), "{env} missing from --help");
