@@ -20,6 +20,7 @@ import {
 } from './common';
 import {
   type Matcher,
+  type Node,
   type PairFilter,
   aggregateFresh,
   andOnPair,
@@ -111,7 +112,7 @@ function matrixPanel(id: number, title: string, description: string, expr: strin
 }
 
 /** A node's send or receive ratio, worst first. */
-function nodeRatioPanel(id: number, node: 'source_node' | 'destination_node', title: string, description: string) {
+function nodeRatioPanel(id: number, node: Node, title: string, description: string) {
   const panel = tablePanel(id, title, description, nodeRatio(node, pairs()))
     .height(10)
     .span(6)

@@ -67,22 +67,29 @@ export function succeededPairs(filter: PairFilter): string {
   return `(\n  (${andOnPair([received, succeeded], '  ')})\n  and on (${PAIR_LABELS})\n  ${fresh(filter)}\n)`;
 }
 
+/** The side of a pair a node ratio is about. */
+export type Node = 'source_node' | 'destination_node';
+
+/** The labels of a mesh (whose median the ratios divide by), or of one node's pairs in it. Like
+ * PAIR_LABELS, a label that tells meshes apart goes here. */
+const meshLabels = (node?: Node): string => (node === undefined ? 'cluster, protocol' : `cluster, ${node}, protocol`);
+
 /** The median of the succeeded pairs' throughput, by `by`. */
 export const medianOfSucceeded = (by: string, filter: PairFilter): string =>
   `quantile by (${by}) (0.5, ${succeededPairs(filter)})`;
 
 /** A node's send (`source_node`) or receive (`destination_node`) ratio: the median of its pairs
  * ÷ the median of all pairs (the recording rules iperf3:node_send_ratio, node_receive_ratio). */
-export const nodeRatio = (node: 'source_node' | 'destination_node', filter: PairFilter): string =>
-  `${medianOfSucceeded(`cluster, ${node}, protocol`, filter)}\n/ on (cluster, protocol) group_left ()\n` +
-  medianOfSucceeded('cluster, protocol', filter);
+export const nodeRatio = (node: Node, filter: PairFilter): string =>
+  `${medianOfSucceeded(meshLabels(node), filter)}\n/ on (${meshLabels()}) group_left ()\n` +
+  medianOfSucceeded(meshLabels(), filter);
 
 /** A pair's throughput ÷ the lower of its source's and its destination's median (the recording
  * rule iperf3:path_ratio): the larger of the two quotients, each tagged with its endpoint. */
 export function pathRatio(filter: PairFilter): string {
-  const over = (node: 'source_node' | 'destination_node', endpoint: string) =>
-    `label_replace(\n ${succeededPairs(filter)}\n / on (cluster, ${node}, protocol) group_left ()\n ` +
-    `${medianOfSucceeded(`cluster, ${node}, protocol`, filter)},\n "endpoint", "${endpoint}", "", "")`;
+  const over = (node: Node, endpoint: string) =>
+    `label_replace(\n ${succeededPairs(filter)}\n / on (${meshLabels(node)}) group_left ()\n ` +
+    `${medianOfSucceeded(meshLabels(node), filter)},\n "endpoint", "${endpoint}", "", "")`;
   return `max by (${PAIR_LABELS}) (\n${over('source_node', 'source')}\nor\n${over('destination_node', 'destination')}\n)`;
 }
 
