@@ -4,8 +4,9 @@
 //! list, the failure reasons (`FailureReason::ALL`) in their reference and the
 //! `iperf3_test_failure` help, the exit codes (`error::exit_code`) in their reference, the
 //! reserved headers (`config::RESERVED_HEADERS`) in the chart and the delivery guide, the default
-//! test timeout in the chart, and the round lower bound the dry run prints. A flag, metric,
-//! reason or exit code added in the code and missed in the docs fails here.
+//! test timeout in the chart, the flags the chart sets in the chart-values reference, and the
+//! round lower bound the dry run prints. A flag, metric, reason or exit code added in the code and
+//! missed in the docs fails here.
 //!
 //! `UPDATE_DOCS=1 cargo test --test contracts` rewrites the generated part of
 //! docs/reference/flags.md.
@@ -380,4 +381,31 @@ fn the_dry_run_plans_the_lower_bound_of_rounds() {
             assert_eq!(numbers[0], numbers[1], "{nodes} nodes {extra:?}: {line}");
         }
     }
+}
+
+/// The flags the chart's CronJob passes (`- --flag=…` in chart/templates/cronjob.yaml).
+fn chart_job_flags() -> BTreeSet<String> {
+    read("chart/templates/cronjob.yaml")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- --"))
+        .map(|rest| format!("--{}", rest.split(['=', ' ']).next().unwrap()))
+        .collect()
+}
+
+#[test]
+fn every_flag_the_chart_sets_is_real_and_mapped_to_its_values_in_the_docs() {
+    let run: BTreeSet<String> =
+        arguments(&subcommand("run")).iter().filter_map(|a| a.get_long().map(|l| format!("--{l}"))).collect();
+    let chart = chart_job_flags();
+    assert!(chart.len() > 20, "flags found in the CronJob: {chart:?}");
+    let unknown: Vec<_> = chart.difference(&run).collect();
+    assert!(unknown.is_empty(), "chart/templates/cronjob.yaml passes flags the job does not have: {unknown:?}");
+    let mut documented: BTreeSet<String> =
+        words(&read("docs/reference/chart-values.md")).filter(|w| w.starts_with("--")).collect();
+    documented.extend(delivery_table().0);
+    let missing: Vec<_> = chart.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "flags the chart sets without their chart values in docs/reference/chart-values.md (or the delivery guide's table): {missing:?}"
+    );
 }
