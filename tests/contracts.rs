@@ -409,3 +409,77 @@ fn every_flag_the_chart_sets_is_real_and_mapped_to_its_values_in_the_docs() {
         "flags the chart sets without their chart values in docs/reference/chart-values.md (or the delivery guide's table): {missing:?}"
     );
 }
+
+// ------------------------------------------------------------------- what the job really writes
+
+/// The label names of docs/reference/metrics.md's label table; `source_<name>` stands for the
+/// node labels.
+fn documented_labels() -> BTreeSet<String> {
+    let text = read("docs/reference/metrics.md");
+    let start = text.find("| label | on | value |").expect("the metric reference's label table");
+    text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .flat_map(|l| words(l.split(" | ").next().unwrap()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// A run of three inventory nodes whose iperf3 is a stand-in printing real iperf3 3.12 reports
+/// (the fuzz corpus's seeds): TCP and UDP succeed, every test to n3 is refused. Its samples in
+/// the text format.
+fn exposition_of_a_run() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/iperf3_parse");
+    let seed = |name: &str| seeds.join(name).display().to_string();
+    let client = dir.path().join("iperf3");
+    std::fs::write(
+        &client,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" 198.18.9.3 \"*) exec cat '{}';; esac\n\
+             case \" $* \" in *\" --udp \"*) exec cat '{}';; esac\nexec cat '{}'\n",
+            seed("seed-refused-3.12.json"),
+            seed("seed-udp-3.12-loopback.json"),
+            seed("seed-tcp-3.12-loopback.json")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&client, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let inventory = dir.path().join("nodes.yaml");
+    std::fs::write(
+        &inventory,
+        "nodes:\n  - {name: n1, address: 198.18.9.1}\n  - {name: n2, address: 198.18.9.2}\n  - {name: n3, address: 198.18.9.3}\n",
+    )
+    .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_iperf3-monitor"));
+    command.args(["run", "--cluster", "lab", "--output", "prometheus", "--duration", "1", "--inventory"]);
+    command.arg(&inventory).arg("--iperf3").arg(&client);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("IPERF3_MONITOR_") || k == "NODE_NAME") {
+        command.env_remove(key);
+    }
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn every_metric_and_label_the_job_writes_is_documented() {
+    let text = exposition_of_a_run();
+    let (mut metrics, mut labels) = (BTreeSet::new(), BTreeSet::new());
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (name, rest) = line.split_at(line.find(['{', ' ']).unwrap());
+        metrics.insert(name.to_string());
+        if let Some(set) = rest.strip_prefix('{') {
+            // Label values here are node names, protocols and reasons: no quotes or commas inside.
+            for pair in set[..set.find('}').unwrap()].split(',') {
+                labels.insert(pair.split('=').next().unwrap().to_string());
+            }
+        }
+    }
+    assert!(metrics.contains("iperf3_test_failure") && metrics.contains("iperf3_jitter_seconds"), "{text}");
+    let (code, documented) = (code_metrics(), documented_labels());
+    let unlisted: Vec<_> = metrics.difference(&code).collect();
+    assert!(unlisted.is_empty(), "the job writes metrics that samples::ALL_METRICS does not list: {unlisted:?}");
+    let undocumented: Vec<_> = labels.difference(&documented).collect();
+    assert!(undocumented.is_empty(), "labels missing from docs/reference/metrics.md's label table: {undocumented:?}");
+}
