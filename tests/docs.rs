@@ -1,6 +1,7 @@
 //! The docs against the code and against themselves: the README stays a front door (at most 300
 //! lines); every relative link and `#anchor` resolves; every `iperf3-monitor run …` command shown
-//! parses with the real flags; the inventory example plans a dry run; the dry run shown in
+//! parses with the real flags; the scripts, test targets and benches shown exist; the chart values
+//! shown exist; the inventory example plans a dry run; the dry run shown in
 //! docs/concepts/scheduling.md is what the binary prints. Runs the real binary; sends nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -321,4 +322,98 @@ fn the_dry_run_in_the_scheduling_concept_is_what_the_binary_prints() {
         matches,
         "docs/concepts/scheduling.md's dry run against what the binary prints:\nshown {shown:#?}\nprinted {printed:#?}"
     );
+}
+
+/// The words of every line of a page's shell blocks, continuation lines joined.
+fn shell_lines(text: &str) -> Vec<Vec<String>> {
+    code_blocks(text)
+        .into_iter()
+        .filter(|(info, _)| matches!(info.as_str(), "sh" | "bash" | "shell" | "console"))
+        .flat_map(|(_, lines)| {
+            let joined = lines.join("\n").replace("\\\n", " ");
+            joined.lines().map(shell_words).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Shown commands name scripts, test targets and benches that exist: a moved or renamed one
+/// fails here, not in a reader's shell.
+#[test]
+fn every_script_test_and_bench_the_docs_run_exists() {
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for page in pages() {
+        let name = page.strip_prefix(repo()).unwrap().display().to_string();
+        for words in shell_lines(&read(&page)) {
+            for (i, word) in words.iter().enumerate() {
+                let path = word.trim_start_matches("./");
+                if path.ends_with(".sh") && (path.starts_with("scripts/") || path.starts_with("tests/")) {
+                    checked += 1;
+                    if !repo().join(path).is_file() {
+                        missing.push(format!("{name}: {word}"));
+                    }
+                }
+                let next = words.get(i + 1).map(String::as_str).unwrap_or_default();
+                let target = match (i.checked_sub(1).map(|j| words[j].as_str()), word.as_str()) {
+                    (Some("test"), "--test") => Some(format!("tests/{next}.rs")),
+                    (Some("bench"), "--bench") => Some(format!("benches/{next}.rs")),
+                    _ => None,
+                };
+                if let Some(target) = target.filter(|_| next != "NAME") {
+                    checked += 1;
+                    if !repo().join(&target).is_file() {
+                        missing.push(format!("{name}: {} {word} {next} (no {target})", words[i - 1]));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} scripts and targets found");
+    assert!(missing.is_empty(), "the docs run what does not exist:\n{}", missing.join("\n"));
+}
+
+/// Whether every key of `shown` is a key of `values` at the same place; below an empty mapping
+/// (`push.headers: {}`) anything goes.
+fn keys_exist(shown: &serde_yaml_ng::Value, values: &serde_yaml_ng::Value, path: &str, wrong: &mut Vec<String>) {
+    let (Some(shown), Some(values)) = (shown.as_mapping(), values.as_mapping()) else { return };
+    if values.is_empty() {
+        return;
+    }
+    for (key, value) in shown {
+        let key = key.as_str().unwrap_or_default();
+        let here = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+        match values.get(key) {
+            Some(inner) => keys_exist(value, inner, &here, wrong),
+            None => wrong.push(here),
+        }
+    }
+}
+
+/// The chart values the guides show in YAML exist in chart/values.yaml.
+#[test]
+fn every_chart_value_the_guides_show_exists() {
+    let values: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(&repo().join("chart/values.yaml"))).unwrap();
+    let top = values.as_mapping().unwrap();
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for page in pages() {
+        for (info, lines) in code_blocks(&read(&page)) {
+            if info != "yaml" {
+                continue;
+            }
+            let Ok(shown) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&lines.join("\n")) else { continue };
+            // Chart values are the blocks whose top-level keys are all the chart's.
+            let Some(map) = shown.as_mapping() else { continue };
+            if map.is_empty() || !map.keys().all(|k| k.as_str().is_some_and(|k| top.contains_key(k))) {
+                continue;
+            }
+            checked += 1;
+            let mut here = Vec::new();
+            keys_exist(&shown, &values, "", &mut here);
+            let name = page.strip_prefix(repo()).unwrap().display().to_string();
+            wrong.extend(here.into_iter().map(|k| format!("{name}: {k}")));
+        }
+    }
+    assert!(checked >= 5, "only {checked} blocks of chart values found");
+    assert!(wrong.is_empty(), "chart values shown in the docs but not in chart/values.yaml:\n{}", wrong.join("\n"));
 }
