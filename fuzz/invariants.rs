@@ -45,7 +45,9 @@ pub fn check_inventory_parse(data: &[u8]) {
         assert_eq!(names.len(), nodes.len(), "names are unique");
         for node in &nodes {
             assert!(node.port > 0);
-            assert!(!node.address.is_empty() && !node.address.starts_with('-'), "{node:?}");
+            assert!(!node.addresses.is_empty(), "{node:?}");
+            assert!(node.addresses.iter().all(|a| !a.host.is_empty() && !a.host.starts_with('-')), "{node:?}");
+            assert!(node.addresses.windows(2).all(|w| w[0].family < w[1].family), "one per family: {node:?}");
             assert!(node.client_command.iter().all(|a| !a.is_empty()), "{node:?}");
         }
     }

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::targets::IpFamily;
 
 mod iperf3_auth;
 mod kubernetes;
@@ -140,6 +141,10 @@ pub struct RunArgs {
     #[arg(long, env = "IPERF3_MONITOR_PROTOCOLS", value_enum, value_delimiter = ',', default_value = "tcp,udp")]
     pub protocols: Vec<Protocol>,
 
+    /// IP families to test, comma-separated (ipv4, ipv6); each gets its own rounds, over the nodes with an address in it [default: every family a node has].
+    #[arg(long, env = "IPERF3_MONITOR_IP_FAMILIES", value_enum, value_delimiter = ',', value_name = "FAMILIES")]
+    pub ip_families: Vec<IpFamily>,
+
     /// Length of one iperf3 test in seconds (iperf3 -t).
     #[arg(long, env = "IPERF3_MONITOR_DURATION", value_name = "SECONDS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -229,6 +234,8 @@ pub struct RunConfig {
     /// The client's node in star mode.
     pub source_node: Option<String>,
     pub protocols: Vec<Protocol>,
+    /// The IP families asked for; None: every family a node has.
+    pub ip_families: Option<Vec<IpFamily>>,
     pub test: TestSettings,
     pub concurrency: usize,
     pub budget: Option<Duration>,
@@ -270,6 +277,9 @@ impl RunArgs {
         if protocols.is_empty() {
             return Err(Error::config("--protocols", "name at least one of tcp, udp"));
         }
+        let mut ip_families = self.ip_families;
+        ip_families.sort();
+        ip_families.dedup();
         let source_node = self.source_node.or(node_name).filter(|s| !s.is_empty());
         if self.mode == Mode::Star && source_node.is_none() {
             return Err(Error::config(
@@ -310,6 +320,7 @@ impl RunArgs {
             pairing: self.pairing,
             source_node,
             protocols,
+            ip_families: (!ip_families.is_empty()).then_some(ip_families),
             test: TestSettings {
                 iperf3: self.iperf3,
                 duration,

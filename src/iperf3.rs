@@ -8,13 +8,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Credentials, Protocol, TestSettings};
+use crate::targets::Address;
 
-/// The argv of one client test (the program first). With `credentials`, the user name and the
-/// servers' public key go on the command line; the password never does (see the runners).
+/// The argv of one client test (the program first), kept to the address's IP family. With
+/// `credentials`, the user name and the servers' public key go on the command line; the password
+/// never does (see the runners).
 pub fn client_argv(
     settings: &TestSettings,
     protocol: Protocol,
-    address: &str,
+    address: &Address,
     port: u16,
     credentials: Option<&Credentials>,
 ) -> Vec<String> {
@@ -24,7 +26,7 @@ pub fn client_argv(
     let mut argv = vec![
         settings.iperf3.clone(),
         "--client".into(),
-        address.to_string(),
+        address.host.clone(),
         "--port".into(),
         port.to_string(),
         "--json".into(),
@@ -35,6 +37,8 @@ pub fn client_argv(
         settings.duration.as_secs().max(1).to_string(),
         "--connect-timeout".into(),
         connect_timeout_ms.to_string(),
+        // A host name may resolve to both families: the test stays in the one its labels say.
+        address.family.iperf3_flag().into(),
     ];
     if settings.parallel > 1 {
         argv.extend(["--parallel".into(), settings.parallel.to_string()]);
@@ -372,9 +376,13 @@ mod tests {
         }
     }
 
+    fn ip(text: &str) -> Address {
+        crate::targets::address::parse_ip(text).unwrap()
+    }
+
     #[test]
     fn argv_for_tcp_and_udp() {
-        let tcp = client_argv(&settings(), Protocol::Tcp, "198.18.0.2", 5201, None);
+        let tcp = client_argv(&settings(), Protocol::Tcp, &ip("198.18.0.2"), 5201, None);
         assert_eq!(
             tcp,
             [
@@ -389,10 +397,13 @@ mod tests {
                 "--time",
                 "5",
                 "--connect-timeout",
-                "2000"
+                "2000",
+                "--version4"
             ]
         );
-        let udp = client_argv(&TestSettings { parallel: 4, ..settings() }, Protocol::Udp, "h", 1, None);
+        let udp = client_argv(&TestSettings { parallel: 4, ..settings() }, Protocol::Udp, &ip("2001:db8::2"), 1, None);
+        assert_eq!(udp[2..4], ["2001:db8::2", "--port"]);
+        assert!(udp.contains(&"--version6".to_string()), "{udp:?}");
         assert!(udp.ends_with(&["--parallel".into(), "4".into(), "--udp".into(), "--bitrate".into(), "50M".into()]));
     }
 
@@ -401,7 +412,7 @@ mod tests {
         let mut credentials =
             Credentials::new("mon".into(), "/etc/iperf3/public.pem".into(), "/run/secrets/password".into()).unwrap();
         credentials.password = Some(crate::config::Secret::new("hunter2"));
-        let argv = client_argv(&settings(), Protocol::Tcp, "198.18.0.2", 5201, Some(&credentials));
+        let argv = client_argv(&settings(), Protocol::Tcp, &ip("198.18.0.2"), 5201, Some(&credentials));
         assert!(argv.ends_with(&[
             "--username".into(),
             "mon".into(),

@@ -29,7 +29,7 @@ use runner::process::ProcessRunner;
 use samples::{RunFacts, RunSamples, SampleSource};
 use schedule::{Plan, Schedule, Topology};
 use sinks::{Delivery, Sinks};
-use targets::Node;
+use targets::{Families, IpFamily, Node, address};
 
 /// The result of a run that measured.
 #[derive(Debug, Serialize)]
@@ -40,6 +40,10 @@ pub struct RunReport {
     /// Node names; in star mode the source comes first.
     pub nodes: Vec<String>,
     pub protocols: Vec<Protocol>,
+    /// The IP families measured, each over the nodes with an address in it.
+    pub ip_families: Vec<IpFamily>,
+    /// Directed pairs whose nodes share none of the families measured: not measured.
+    pub pairs_without_ip_family: u64,
     pub plan: Plan,
     pub rounds_run: usize,
     pub rounds_skipped: usize,
@@ -83,14 +87,19 @@ impl RunReport {
         }
     }
 
-    /// The measurements of one protocol by (source, destination).
-    pub fn cells(&self, protocol: Protocol) -> Cells<'_> {
+    /// The (protocol, IP family) matrices the report shows, in order.
+    pub fn matrices(&self) -> Vec<(Protocol, IpFamily)> {
+        self.ip_families.iter().flat_map(|&f| self.protocols.iter().map(move |&p| (p, f))).collect()
+    }
+
+    /// The measurements of one protocol and IP family by (source, destination).
+    pub fn cells(&self, protocol: Protocol, family: IpFamily) -> Cells<'_> {
         let nodes: HashMap<&str, u32> = self.nodes.iter().zip(0..).map(|(name, i)| (name.as_str(), i)).collect();
         let cells = self
             .measurements
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.protocol == protocol)
+            .filter(|(_, m)| m.protocol == protocol && m.ip_family == family)
             .filter_map(|(i, m)| Some(((*nodes.get(&*m.source)?, *nodes.get(&*m.destination)?), i)))
             .collect();
         Cells { nodes, cells, measurements: &self.measurements }
@@ -138,6 +147,8 @@ pub struct DryRun {
     pub mode: Mode,
     pub nodes: Vec<String>,
     pub protocols: Vec<Protocol>,
+    pub ip_families: Vec<IpFamily>,
+    pub pairs_without_ip_family: u64,
     pub rounds_per_protocol: usize,
     pub tests_per_round: usize,
     pub pairs_per_protocol: usize,
@@ -203,7 +214,9 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let kubernetes = discovered.kubernetes;
     let (nodes, topology) = arrange(discovered.nodes, &config)?;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    let schedule = Schedule::new(topology, config.protocols.clone());
+    let families = ip_families(&nodes, &config);
+    let pairs_without_ip_family = families.pairs_without_family;
+    let schedule = Schedule::by_family(topology, config.protocols.clone(), families.families);
     let unix_now = started_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let run_index = schedule::run_index(unix_now, config.interval);
     let plan = Plan::new(&schedule, config.budget, config.test.duration, config.concurrency, run_index)
@@ -211,6 +224,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     tracing::info!(
         nodes = nodes.len(),
         mode = ?config.mode,
+        ip_families = ?schedule.families(),
         pairing = ?config.pairing,
         tests = plan.tests,
         cycle_tests = plan.cycle_tests,
@@ -237,6 +251,8 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
             mode: config.mode,
             nodes: names,
             protocols: config.protocols.clone(),
+            ip_families: schedule.families(),
+            pairs_without_ip_family,
             rounds_per_protocol: schedule.rounds_per_protocol(),
             tests_per_round: schedule.tests_per_round(),
             pairs_per_protocol: schedule.pairs_per_protocol(),
@@ -261,8 +277,8 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         started_at,
         finished_at: SystemTime::now(),
         nodes: nodes.len(),
-        protocols: config.protocols.clone(),
-        mesh_pairs_per_protocol: schedule.pairs_per_protocol(),
+        meshes: schedule.segments().iter().map(|s| (s.protocol, s.family, s.pairs())).collect(),
+        pairs_without_ip_family,
         rounds_run: measured.rounds_run,
         rounds_skipped: measured.rounds_skipped,
         tests_not_run: measured.tests_not_run,
@@ -277,6 +293,8 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         duration_seconds: 0.0,
         nodes: names,
         protocols: config.protocols,
+        ip_families: schedule.families(),
+        pairs_without_ip_family,
         plan,
         rounds_run: measured.rounds_run,
         rounds_skipped: measured.rounds_skipped,
@@ -323,6 +341,33 @@ fn arrange(mut nodes: Vec<Node>, config: &RunConfig) -> Result<(Vec<Node>, Topol
             Ok((nodes, Topology::Star { nodes: count }))
         }
     }
+}
+
+/// Which nodes each IP family's mesh holds (see [`address::membership`]); warns about the pairs
+/// that no family measured covers.
+fn ip_families(nodes: &[Node], config: &RunConfig) -> address::Membership {
+    let node_families: Vec<Families> = nodes.iter().map(Node::families).collect();
+    let star = config.mode == Mode::Star;
+    let membership = address::membership(&node_families, config.ip_families.as_deref(), star);
+    if membership.pairs_without_family > 0 {
+        let names = |filter: &dyn Fn(Families) -> bool| -> Vec<&str> {
+            let peers = nodes.iter().skip(usize::from(star));
+            peers.filter(|n| filter(n.families())).take(5).map(|n| n.name.as_str()).collect()
+        };
+        let without: Vec<&str> =
+            membership.nodes_without_family.iter().take(5).map(|&i| nodes[i].name.as_str()).collect();
+        let only = |family| names(&|f: Families| f.list() == [family]);
+        tracing::warn!(
+            pairs = membership.pairs_without_family,
+            nodes_without_a_family_measured = ?without,
+            ipv4_only = ?only(IpFamily::Ipv4),
+            ipv6_only = ?only(IpFamily::Ipv6),
+            "directed pairs whose nodes share no IP family measured are not measured \
+             (iperf3_monitor_run_pairs_without_ip_family); give those nodes an address in a shared family, \
+             or widen --ip-families"
+        );
+    }
+    membership
 }
 
 /// Resolves when the run is told to stop; never, if signals cannot be listened for.

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use crate::config::Protocol;
 use crate::iperf3::TestResult;
 use crate::measure::Measurement;
-use crate::targets::{Node, NodeLabel};
+use crate::targets::{IpFamily, Node, NodeLabel};
 
 /// A metric's name and help text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +52,9 @@ metrics! {
     LAST_RUN_TIMESTAMP_SECONDS = "iperf3_monitor_last_run_timestamp_seconds", "When the last run ended, in seconds since the Unix epoch.";
     RUN_DURATION_SECONDS = "iperf3_monitor_run_duration_seconds", "Wall time of the last run, in seconds.";
     RUN_TESTS = "iperf3_monitor_run_tests", "Tests of the last run, by result (success, failure).";
-    RUN_PAIRS_COVERED = "iperf3_monitor_run_pairs_covered", "Directed pairs measured successfully in the last run, by protocol.";
-    MESH_PAIRS = "iperf3_monitor_mesh_pairs", "Directed pairs in the full mesh (or star), by protocol.";
+    RUN_PAIRS_COVERED = "iperf3_monitor_run_pairs_covered", "Directed pairs measured successfully in the last run, by protocol and IP family.";
+    MESH_PAIRS = "iperf3_monitor_mesh_pairs", "Directed pairs in the full mesh (or star), by protocol and IP family.";
+    RUN_PAIRS_WITHOUT_IP_FAMILY = "iperf3_monitor_run_pairs_without_ip_family", "Directed pairs the last run could not measure: their nodes share none of the IP families measured (--ip-families).";
     NODES = "iperf3_monitor_nodes", "Nodes with an iperf3 server found by the last run.";
     RUN_ROUNDS = "iperf3_monitor_run_rounds", "Rounds measured by the last run.";
     RUN_ROUNDS_SKIPPED = "iperf3_monitor_run_rounds_skipped", "Planned rounds the last run did not measure whole: it was stopped (SIGTERM) or its budget ran out.";
@@ -95,8 +96,10 @@ pub struct RunFacts {
     pub started_at: SystemTime,
     pub finished_at: SystemTime,
     pub nodes: usize,
-    pub protocols: Vec<Protocol>,
-    pub mesh_pairs_per_protocol: usize,
+    /// Directed pairs of each protocol and IP family's mesh (or star).
+    pub meshes: Vec<(Protocol, IpFamily, usize)>,
+    /// Directed pairs whose nodes share no IP family measured.
+    pub pairs_without_ip_family: u64,
     pub rounds_run: usize,
     pub rounds_skipped: usize,
     pub tests_not_run: usize,
@@ -170,6 +173,7 @@ impl<'a> RunSamples<'a> {
         for m in measurements {
             let mut labels = vec![
                 ("destination_node", m.destination.clone()),
+                ("ip_family", values.value(m.ip_family.as_str())),
                 ("protocol", values.value(m.protocol.as_str())),
                 ("source_node", m.source.clone()),
             ];
@@ -252,34 +256,35 @@ fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&st
     let mut out = Vec::new();
     let ts = timestamp_ms(run.finished_at);
     let base: Vec<(&'static str, LabelValue)> = cluster.map(|c| ("cluster", c.into())).into_iter().collect();
-    let mut push = |metric: &'static Metric, extra: Option<(&'static str, &str)>, value: f64| {
+    let mut push = |metric: &'static Metric, extra: &[(&'static str, &str)], value: f64| {
         let mut labels = base.clone();
-        labels.extend(extra.map(|(name, value)| (name, value.into())));
+        labels.extend(extra.iter().map(|&(name, value)| (name, value.into())));
         labels.sort_by_key(|(name, _)| *name);
         out.push(Sample { metric, labels: labels.into(), value, timestamp_ms: ts });
     };
     let run_seconds = run.finished_at.duration_since(run.started_at).map_or(0.0, |d| d.as_secs_f64());
-    push(&LAST_RUN_TIMESTAMP_SECONDS, None, ts as f64 / 1000.0);
-    push(&RUN_DURATION_SECONDS, None, run_seconds);
+    push(&LAST_RUN_TIMESTAMP_SECONDS, &[], ts as f64 / 1000.0);
+    push(&RUN_DURATION_SECONDS, &[], run_seconds);
     let succeeded = measurements.iter().filter(|m| m.result().is_some()).count();
-    push(&RUN_TESTS, Some(("result", "success")), succeeded as f64);
-    push(&RUN_TESTS, Some(("result", "failure")), (measurements.len() - succeeded) as f64);
-    let mut covered: BTreeMap<Protocol, BTreeSet<(&str, &str)>> = BTreeMap::new();
+    push(&RUN_TESTS, &[("result", "success")], succeeded as f64);
+    push(&RUN_TESTS, &[("result", "failure")], (measurements.len() - succeeded) as f64);
+    let mut covered: BTreeMap<(Protocol, IpFamily), BTreeSet<(&str, &str)>> = BTreeMap::new();
     for m in measurements.iter().filter(|m| m.result().is_some()) {
-        covered.entry(m.protocol).or_default().insert((&m.source, &m.destination));
+        covered.entry((m.protocol, m.ip_family)).or_default().insert((&m.source, &m.destination));
     }
-    for protocol in &run.protocols {
-        let label = Some(("protocol", protocol.as_str()));
-        push(&RUN_PAIRS_COVERED, label, covered.get(protocol).map_or(0, BTreeSet::len) as f64);
-        push(&MESH_PAIRS, label, run.mesh_pairs_per_protocol as f64);
+    for &(protocol, family, pairs) in &run.meshes {
+        let labels = [("ip_family", family.as_str()), ("protocol", protocol.as_str())];
+        push(&RUN_PAIRS_COVERED, &labels, covered.get(&(protocol, family)).map_or(0, BTreeSet::len) as f64);
+        push(&MESH_PAIRS, &labels, pairs as f64);
     }
-    push(&NODES, None, run.nodes as f64);
-    push(&RUN_ROUNDS, None, run.rounds_run as f64);
-    push(&RUN_ROUNDS_SKIPPED, None, run.rounds_skipped as f64);
-    push(&RUN_TESTS_NOT_RUN, None, run.tests_not_run as f64);
-    push(&RUN_PAIRING_SWITCHED, None, if run.switched_to_exclusive { 1.0 } else { 0.0 });
-    push(&CYCLE_ROUNDS, None, run.cycle_rounds as f64);
-    push(&CYCLE_RUNS, None, run.cycle_runs as f64);
+    push(&RUN_PAIRS_WITHOUT_IP_FAMILY, &[], run.pairs_without_ip_family as f64);
+    push(&NODES, &[], run.nodes as f64);
+    push(&RUN_ROUNDS, &[], run.rounds_run as f64);
+    push(&RUN_ROUNDS_SKIPPED, &[], run.rounds_skipped as f64);
+    push(&RUN_TESTS_NOT_RUN, &[], run.tests_not_run as f64);
+    push(&RUN_PAIRING_SWITCHED, &[], if run.switched_to_exclusive { 1.0 } else { 0.0 });
+    push(&CYCLE_ROUNDS, &[], run.cycle_rounds as f64);
+    push(&CYCLE_RUNS, &[], run.cycle_runs as f64);
     out
 }
 
@@ -312,6 +317,7 @@ mod tests {
             source: "n1".into(),
             destination: "n2".into(),
             protocol,
+            ip_family: IpFamily::Ipv4,
             finished_at: at(1_700_000_000_123),
             duration_seconds: 5.2,
             round: 0,
@@ -326,8 +332,8 @@ mod tests {
             started_at: at(1_700_000_000_000),
             finished_at: at(1_700_000_010_500),
             nodes: 2,
-            protocols: vec![Protocol::Tcp, Protocol::Udp],
-            mesh_pairs_per_protocol: 2,
+            meshes: vec![(Protocol::Tcp, IpFamily::Ipv4, 2), (Protocol::Udp, IpFamily::Ipv4, 2)],
+            pairs_without_ip_family: 0,
             rounds_run: 2,
             rounds_skipped: 0,
             tests_not_run: 0,
@@ -375,16 +381,15 @@ mod tests {
         assert_eq!(received[0].value, 99.0);
         assert_eq!(received[0].timestamp_ms, 1_700_000_000_123);
         let names: Vec<&str> = received[0].labels.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["cluster", "destination_node", "protocol", "source_node", "source_zone"]);
+        assert_eq!(names, ["cluster", "destination_node", "ip_family", "protocol", "source_node", "source_zone"]);
         assert_eq!(find(&samples, "iperf3_retransmits")[0].value, 4.0);
         assert_eq!(find(&samples, "iperf3_loss_ratio")[0].value, 0.1);
         assert_eq!(find(&samples, "iperf3_jitter_seconds")[0].value, 0.002);
         assert_eq!(find(&samples, "iperf3_test_timestamp_seconds")[0].value, 1_700_000_000.123);
         assert!(find(&samples, "iperf3_test_failure").is_empty());
-        assert_eq!(
-            find(&samples, "iperf3_monitor_run_pairs_covered").iter().map(|s| s.value).collect::<Vec<_>>(),
-            [1.0, 1.0]
-        );
+        let covered = find(&samples, "iperf3_monitor_run_pairs_covered");
+        assert_eq!(covered.iter().map(|s| s.value).collect::<Vec<_>>(), [1.0, 1.0]);
+        assert!(covered[0].labels.contains(&("ip_family", "ipv4".into())), "{:?}", covered[0].labels);
         assert_eq!(find(&samples, "iperf3_monitor_run_duration_seconds")[0].value, 10.5);
     }
 
@@ -423,7 +428,7 @@ mod tests {
         let back = Measurement { source: n2, destination: n1, ..measurement(Protocol::Tcp, ok()) };
         let samples = build(&[there, back], &[], &facts(), Some("lab"));
         let (first, second): (Vec<&Sample>, Vec<&Sample>) =
-            samples.iter().filter(|s| s.labels.len() == 4).partition(|s| &*s.labels[3].1 == "n1");
+            samples.iter().filter(|s| s.labels.len() == 5).partition(|s| &*s.labels[4].1 == "n1");
         assert!(first.len() > 1 && second.len() > 1);
         assert!(first.iter().all(|s| Arc::ptr_eq(&s.labels, &first[0].labels)));
         let value = |s: &Sample, name: &str| s.labels.iter().find(|(n, _)| *n == name).unwrap().1.clone();
@@ -459,6 +464,33 @@ mod tests {
         assert_eq!(batches.concat(), build(&measurements, &[], &facts, None));
         let received = find(&batches[1], "iperf3_received_bytes_per_second");
         assert_eq!(received.last().unwrap().value, (BATCH_MEASUREMENTS + 2) as f64);
+    }
+
+    #[test]
+    fn each_family_is_its_own_series_and_mesh() {
+        let ok = Outcome::Success(TestResult::Tcp(TcpResult {
+            sent_bytes_per_second: 1.0,
+            received_bytes_per_second: 1.0,
+            retransmits: None,
+            rtt_seconds: None,
+            sender_cpu_utilization_ratio: None,
+            receiver_cpu_utilization_ratio: None,
+        }));
+        let v4 = measurement(Protocol::Tcp, ok.clone());
+        let v6 = Measurement { ip_family: IpFamily::Ipv6, ..measurement(Protocol::Tcp, ok) };
+        let facts = RunFacts {
+            meshes: vec![(Protocol::Tcp, IpFamily::Ipv4, 6), (Protocol::Tcp, IpFamily::Ipv6, 2)],
+            pairs_without_ip_family: 4,
+            ..facts()
+        };
+        let samples = build(&[v4, v6], &[], &facts, None);
+        let received = find(&samples, "iperf3_received_bytes_per_second");
+        assert_ne!(received[0].labels, received[1].labels, "one series per family");
+        let family = |s: &Sample| s.labels.iter().find(|(n, _)| *n == "ip_family").unwrap().1.to_string();
+        let meshes: Vec<(String, f64)> =
+            find(&samples, "iperf3_monitor_mesh_pairs").iter().map(|s| (family(s), s.value)).collect();
+        assert_eq!(meshes, [("ipv4".to_string(), 6.0), ("ipv6".to_string(), 2.0)]);
+        assert_eq!(find(&samples, "iperf3_monitor_run_pairs_without_ip_family")[0].value, 4.0);
     }
 
     #[test]

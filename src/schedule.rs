@@ -14,6 +14,10 @@
 //! perfect matchings of N nodes (even N; odd N adds an idle slot: N matchings), and each
 //! matching is run once in each direction: both bounds are met.
 //!
+//! IP families: each family's mesh holds the nodes with an address in it, and gets its own
+//! rounds (a segment per protocol), so a dual-stack mesh of N nodes takes 2(N-1) rounds per
+//! protocol in duplex pairing. Two families on a node's link at once would share it.
+//!
 //! Rounds are computed on demand, so a 5,000-node plan allocates nothing per pair.
 
 use std::time::Duration;
@@ -21,6 +25,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Pairing, Protocol};
+use crate::targets::IpFamily;
 
 /// One test: indexes into the run's node list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,64 +44,54 @@ pub enum Topology {
     Star { nodes: usize },
 }
 
-/// The full cycle of rounds: every protocol's rounds, one protocol after the other.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Schedule {
-    topology: Topology,
-    protocols: Vec<Protocol>,
-}
-
-/// One round: tests that can run at the same time without sharing a node's direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Round {
-    /// Position in the cycle, `0..Schedule::total_rounds()`.
-    pub index: usize,
-    pub protocol: Protocol,
-    topology: Topology,
-    /// 1-based offset of this round within its protocol.
-    offset: usize,
-}
-
-impl Schedule {
-    pub fn new(topology: Topology, protocols: Vec<Protocol>) -> Self {
-        Schedule { topology, protocols }
-    }
-
-    pub fn topology(&self) -> Topology {
-        self.topology
-    }
-
-    pub fn protocols(&self) -> &[Protocol] {
-        &self.protocols
-    }
-
-    fn nodes(&self) -> usize {
-        match self.topology {
+impl Topology {
+    fn nodes(self) -> usize {
+        match self {
             Topology::Mesh { nodes, .. } | Topology::Star { nodes } => nodes,
         }
     }
 
-    /// Rounds per protocol, each the lower bound: N-1 for duplex meshes and stars, 2(N-1)
-    /// (even N) or 2N (odd N) for exclusive meshes.
-    pub fn rounds_per_protocol(&self) -> usize {
-        let n = self.nodes();
+    /// The same shape over `nodes` nodes.
+    fn over(self, nodes: usize) -> Topology {
+        match self {
+            Topology::Mesh { pairing, .. } => Topology::Mesh { nodes, pairing },
+            Topology::Star { .. } => Topology::Star { nodes },
+        }
+    }
+}
+
+/// The full cycle of rounds: for each IP family, every protocol's rounds, one after the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    topology: Topology,
+    protocols: Vec<Protocol>,
+    segments: Vec<Segment>,
+}
+
+/// The rounds of one protocol over one IP family: the mesh (or star) of the nodes with an
+/// address in that family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub protocol: Protocol,
+    pub family: IpFamily,
+    /// Over the family's nodes.
+    pub topology: Topology,
+    /// The run's node index of each of the family's nodes; None: every node, in order.
+    members: Option<Vec<usize>>,
+    /// Cycle index of the segment's first round and first test.
+    first_round: usize,
+    first_test: usize,
+}
+
+impl Segment {
+    /// Rounds, each the lower bound: N-1 for duplex meshes and stars, 2(N-1) (even N) or 2N
+    /// (odd N) for exclusive meshes.
+    pub fn rounds(&self) -> usize {
+        let n = self.topology.nodes();
         match self.topology {
             _ if n < 2 => 0,
             Topology::Mesh { pairing: Pairing::Exclusive, .. } => 2 * matchings(n),
             _ => n - 1,
-        }
-    }
-
-    /// Rounds in the whole cycle (all protocols).
-    pub fn total_rounds(&self) -> usize {
-        self.rounds_per_protocol() * self.protocols.len()
-    }
-
-    /// Directed pairs a protocol covers in one cycle.
-    pub fn pairs_per_protocol(&self) -> usize {
-        match self.topology {
-            Topology::Mesh { nodes, .. } => nodes * nodes.saturating_sub(1),
-            Topology::Star { nodes } => nodes.saturating_sub(1),
         }
     }
 
@@ -110,25 +105,166 @@ impl Schedule {
         }
     }
 
-    /// The round at `index` of the cycle (taken modulo the cycle length).
-    pub fn round(&self, index: usize) -> Option<Round> {
-        let per_protocol = self.rounds_per_protocol();
-        if per_protocol == 0 {
-            return None;
+    /// Directed pairs the segment covers.
+    pub fn pairs(&self) -> usize {
+        match self.topology {
+            Topology::Mesh { nodes, .. } => nodes * nodes.saturating_sub(1),
+            Topology::Star { nodes } => nodes.saturating_sub(1),
         }
-        let index = index % self.total_rounds();
-        Some(Round {
-            index,
-            protocol: self.protocols[index / per_protocol],
-            topology: self.topology,
-            offset: index % per_protocol + 1,
-        })
+    }
+
+    fn tests(&self) -> usize {
+        self.rounds() * self.tests_per_round()
     }
 }
 
-impl Round {
-    /// The tests of this round, generated lazily.
-    pub fn pairs(self) -> Box<dyn Iterator<Item = Pair>> {
+/// One round: tests that can run at the same time without sharing a node's direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round<'a> {
+    /// Position in the cycle, `0..Schedule::total_rounds()`.
+    pub index: usize,
+    pub protocol: Protocol,
+    pub family: IpFamily,
+    topology: Topology,
+    members: Option<&'a [usize]>,
+    /// 1-based offset of this round within its segment.
+    offset: usize,
+}
+
+impl Schedule {
+    /// Every node in one family (IPv4): the schedule of a single-stack run.
+    pub fn new(topology: Topology, protocols: Vec<Protocol>) -> Self {
+        let everyone = (0..topology.nodes()).collect();
+        Schedule::by_family(topology, protocols, vec![(IpFamily::Ipv4, everyone)])
+    }
+
+    /// A mesh (or star) per family over that family's nodes: `families` gives, for each family
+    /// in order, the run's node indexes of its nodes (ascending; in star mode the source, node
+    /// 0, first). Each protocol of each family gets its own rounds.
+    pub fn by_family(topology: Topology, protocols: Vec<Protocol>, families: Vec<(IpFamily, Vec<usize>)>) -> Self {
+        let mut segments = Vec::new();
+        let (mut first_round, mut first_test) = (0, 0);
+        for (family, members) in families {
+            let everyone = members.len() == topology.nodes() && members.iter().enumerate().all(|(i, &m)| i == m);
+            for &protocol in &protocols {
+                let segment = Segment {
+                    protocol,
+                    family,
+                    topology: topology.over(members.len()),
+                    members: (!everyone).then(|| members.clone()),
+                    first_round,
+                    first_test,
+                };
+                if segment.rounds() == 0 {
+                    continue;
+                }
+                first_round += segment.rounds();
+                first_test += segment.tests();
+                segments.push(segment);
+            }
+        }
+        Schedule { topology, protocols, segments }
+    }
+
+    /// The whole run's shape (every node).
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    pub fn protocols(&self) -> &[Protocol] {
+        &self.protocols
+    }
+
+    /// The segments of the cycle, in order: each protocol of each IP family.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The IP families measured, in order.
+    pub fn families(&self) -> Vec<IpFamily> {
+        let mut families: Vec<IpFamily> = self.segments.iter().map(|s| s.family).collect();
+        families.dedup();
+        families
+    }
+
+    /// Rounds of the largest segment: for a single-stack run, the rounds per protocol.
+    pub fn rounds_per_protocol(&self) -> usize {
+        self.segments.iter().map(Segment::rounds).max().unwrap_or(0)
+    }
+
+    /// Rounds in the whole cycle (all families and protocols).
+    pub fn total_rounds(&self) -> usize {
+        self.segments.last().map_or(0, |s| s.first_round + s.rounds())
+    }
+
+    /// Tests in the whole cycle.
+    pub fn total_tests(&self) -> usize {
+        self.segments.last().map_or(0, |s| s.first_test + s.tests())
+    }
+
+    /// Directed pairs of the largest segment: for a single-stack run, the pairs per protocol.
+    pub fn pairs_per_protocol(&self) -> usize {
+        self.segments.iter().map(Segment::pairs).max().unwrap_or(0)
+    }
+
+    /// Tests in the largest round.
+    pub fn tests_per_round(&self) -> usize {
+        self.segments.iter().map(Segment::tests_per_round).max().unwrap_or(0)
+    }
+
+    /// The round at `index` of the cycle (taken modulo the cycle length).
+    pub fn round(&self, index: usize) -> Option<Round<'_>> {
+        let total = self.total_rounds();
+        if total == 0 {
+            return None;
+        }
+        let index = index % total;
+        let segment = self.segment_of_round(index);
+        Some(Round {
+            index,
+            protocol: segment.protocol,
+            family: segment.family,
+            topology: segment.topology,
+            members: segment.members.as_deref(),
+            offset: index - segment.first_round + 1,
+        })
+    }
+
+    fn segment_of_round(&self, index: usize) -> &Segment {
+        let i = self.segments.partition_point(|s| s.first_round <= index);
+        &self.segments[i - 1]
+    }
+
+    /// The round of test `test` (tests numbered round by round; past the cycle's end, the
+    /// rounds of the next laps: `total_rounds()` and up).
+    fn round_of_test(&self, test: usize) -> usize {
+        let (laps, test) = (test / self.total_tests(), test % self.total_tests());
+        let i = self.segments.partition_point(|s| s.first_test <= test);
+        let segment = &self.segments[i - 1];
+        laps * self.total_rounds() + segment.first_round + (test - segment.first_test) / segment.tests_per_round()
+    }
+
+    /// The cycle index of the first test of round `round` (`< total_rounds()`).
+    fn first_test_of_round(&self, round: usize) -> usize {
+        let segment = self.segment_of_round(round);
+        segment.first_test + (round - segment.first_round) * segment.tests_per_round()
+    }
+}
+
+impl<'a> Round<'a> {
+    /// The tests of this round, generated lazily, as the run's node indexes.
+    pub fn pairs(self) -> Box<dyn Iterator<Item = Pair> + 'a> {
+        let local = self.local_pairs();
+        match self.members {
+            None => local,
+            Some(members) => {
+                Box::new(local.map(|p| Pair { source: members[p.source], destination: members[p.destination] }))
+            }
+        }
+    }
+
+    /// The tests as indexes into the segment's nodes.
+    fn local_pairs(self) -> Box<dyn Iterator<Item = Pair> + 'a> {
         let offset = self.offset;
         match self.topology {
             Topology::Star { nodes } => Box::new(std::iter::once(Pair { source: 0, destination: offset % nodes })),
@@ -168,12 +304,13 @@ fn matching_pairs(n: usize, m: usize) -> impl Iterator<Item = (usize, usize)> {
 /// (README, "Performance"); 100 ms leaves room for pods/exec set-up in a cluster.
 pub const TEST_ALLOWANCE: Duration = Duration::from_millis(100);
 
-/// One planned test: a pair and the round (cycle index and protocol) it belongs to.
+/// One planned test: a pair and the round (cycle index, protocol and IP family) it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlannedTest {
     /// Cycle index of the round, `0..Schedule::total_rounds()`.
     pub round: usize,
     pub protocol: Protocol,
+    pub family: IpFamily,
     pub pair: Pair,
 }
 
@@ -233,7 +370,7 @@ impl Plan {
         concurrency: usize,
         run_index: u64,
     ) -> Result<Plan, PlanError> {
-        let cycle_tests = schedule.total_rounds() * schedule.tests_per_round();
+        let cycle_tests = schedule.total_tests();
         let lanes = concurrency.clamp(1, schedule.tests_per_round().max(1));
         let test_estimate = test_duration + TEST_ALLOWANCE;
         let waves_fit = match budget {
@@ -259,9 +396,11 @@ impl Plan {
             let first = ((u128::from(run_index) * stride as u128) % cycle_tests as u128) as usize;
             (first, (cycle_tests - fit).div_ceil(stride) + 1)
         };
-        let per_round = schedule.tests_per_round().max(1);
-        let first_round = first_test / per_round;
-        let last_round = (first_test + fit.max(1) - 1) / per_round;
+        let (first_round, last_round) = if fit == 0 {
+            (0, 0)
+        } else {
+            (schedule.round_of_test(first_test), schedule.round_of_test(first_test + fit - 1))
+        };
         Ok(Plan {
             first_test,
             tests: fit,
@@ -280,17 +419,22 @@ impl Plan {
     /// The tests of this run, in order, generated lazily: its rounds' tests, wrapping around
     /// the cycle, from the first test of the slice.
     pub fn planned<'a>(&self, schedule: &'a Schedule) -> impl Iterator<Item = PlannedTest> + 'a {
-        let skip = self.first_test - self.first_round * schedule.tests_per_round();
+        let skip = if self.tests == 0 { 0 } else { self.first_test - schedule.first_test_of_round(self.first_round) };
         self.rounds(schedule)
             .flat_map(|round| {
-                round.pairs().map(move |pair| PlannedTest { round: round.index, protocol: round.protocol, pair })
+                round.pairs().map(move |pair| PlannedTest {
+                    round: round.index,
+                    protocol: round.protocol,
+                    family: round.family,
+                    pair,
+                })
             })
             .skip(skip)
             .take(self.tests)
     }
 
     /// The rounds this run's tests belong to, in order.
-    pub fn rounds<'a>(&self, schedule: &'a Schedule) -> impl Iterator<Item = Round> + 'a {
+    pub fn rounds<'a>(&self, schedule: &'a Schedule) -> impl Iterator<Item = Round<'a>> + 'a {
         let first = self.first_round;
         (0..self.rounds).filter_map(move |i| schedule.round(first + i))
     }
@@ -420,7 +564,7 @@ mod tests {
     /// an overrun).
     fn assert_cycle_covered(schedule: &Schedule, plan_of: &dyn Fn(u64) -> Plan, start: u64, overran: Option<u64>) {
         let first = plan_of(start);
-        let mut seen: HashMap<(usize, Pair), usize> = HashMap::new();
+        let mut seen: HashMap<(Protocol, Pair), usize> = HashMap::new();
         for run in start..start + first.cycle_runs as u64 {
             let plan = plan_of(run);
             assert_eq!(plan.cycle_runs, first.cycle_runs);
@@ -429,7 +573,7 @@ mod tests {
             let measured = if Some(run) == overran { plan.stride } else { plan.tests };
             for test in planned.into_iter().take(measured) {
                 assert!(test.round >= plan.first_round || plan.first_round + plan.rounds > plan.cycle_rounds);
-                *seen.entry((test.round / schedule.rounds_per_protocol(), test.pair)).or_default() += 1;
+                *seen.entry((test.protocol, test.pair)).or_default() += 1;
             }
         }
         let pairs = schedule.pairs_per_protocol() * schedule.protocols().len();
@@ -498,6 +642,62 @@ mod tests {
         assert_eq!(run_index(3000, interval), 10);
         assert_eq!(run_index(3007, interval), 10);
         assert_eq!(run_index(3300 - 3, interval), 11);
+    }
+
+    #[test]
+    fn each_family_is_a_mesh_of_its_nodes_in_rounds_of_its_own() {
+        // Nodes 0-3 dual-stack, 4 IPv4 only, 5 IPv6 only.
+        let families = vec![(IpFamily::Ipv4, vec![0, 1, 2, 3, 4]), (IpFamily::Ipv6, vec![0, 1, 2, 3, 5])];
+        let schedule = Schedule::by_family(mesh(6), BOTH.to_vec(), families.clone());
+        assert_eq!(schedule.families(), [IpFamily::Ipv4, IpFamily::Ipv6]);
+        assert_eq!((schedule.total_rounds(), schedule.total_tests(), schedule.tests_per_round()), (16, 80, 5));
+        let order: Vec<(IpFamily, Protocol)> = schedule.segments().iter().map(|s| (s.family, s.protocol)).collect();
+        assert_eq!(
+            order,
+            [
+                (IpFamily::Ipv4, Protocol::Tcp),
+                (IpFamily::Ipv4, Protocol::Udp),
+                (IpFamily::Ipv6, Protocol::Tcp),
+                (IpFamily::Ipv6, Protocol::Udp)
+            ]
+        );
+        let mut seen: HashMap<(IpFamily, Protocol), HashSet<Pair>> = HashMap::new();
+        for round in (0..schedule.total_rounds()).filter_map(|i| schedule.round(i)) {
+            let members = &families.iter().find(|(f, _)| *f == round.family).unwrap().1;
+            let (mut senders, mut receivers) = (HashSet::new(), HashSet::new());
+            for pair in round.pairs() {
+                assert!(members.contains(&pair.source) && members.contains(&pair.destination), "{round:?} {pair:?}");
+                assert!(senders.insert(pair.source) && receivers.insert(pair.destination), "{round:?}");
+                assert!(seen.entry((round.family, round.protocol)).or_default().insert(pair));
+            }
+        }
+        assert!(seen.values().all(|pairs| pairs.len() == 20), "every pair of each family's mesh once");
+        // A plan over the cycle sees every test, with its family.
+        let plan = Plan::new(&schedule, None, Duration::from_secs(5), 64, 0).unwrap();
+        let planned: Vec<PlannedTest> = plan.planned(&schedule).collect();
+        assert_eq!((planned.len(), plan.rounds, plan.waves), (80, 16, 16));
+        assert_eq!(planned.iter().filter(|t| t.family == IpFamily::Ipv6).count(), 40);
+    }
+
+    #[test]
+    fn a_dual_stack_rotation_covers_every_family() {
+        let families = vec![(IpFamily::Ipv4, vec![0, 1, 2, 3, 4, 5, 6]), (IpFamily::Ipv6, vec![1, 2, 4])];
+        let schedule = Schedule::by_family(mesh(7), BOTH.to_vec(), families);
+        // 6 rounds of 7 and 2 of 3 per protocol: 2 × (42 + 6) tests.
+        assert_eq!(schedule.total_tests(), 96);
+        for (concurrency, waves) in [(3, 2), (7, 3), (2, 5)] {
+            let budget = Duration::from_secs_f64(waves as f64 * 5.1 + 0.05);
+            let plan_of = |run| Plan::new(&schedule, Some(budget), Duration::from_secs(5), concurrency, run).unwrap();
+            let first = plan_of(11);
+            let mut seen = HashSet::new();
+            for run in 11..11 + first.cycle_runs as u64 {
+                let plan = plan_of(run);
+                let planned: Vec<PlannedTest> = plan.planned(&schedule).collect();
+                assert_eq!(planned.len(), plan.tests, "{plan:?}");
+                seen.extend(planned.into_iter().map(|t| (t.family, t.protocol, t.pair)));
+            }
+            assert_eq!(seen.len(), 96, "concurrency {concurrency}: {first:?}");
+        }
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub async fn run(args: Args) -> Result<()> {
 
 /// One TCP test, tried again until it succeeds; the measurement and the retries it took.
 async fn test(source: &Node, destination: &Node, settings: &TestSettings) -> (Measurement, u32) {
-    let argv = iperf3::client_argv(settings, Protocol::Tcp, &destination.address, destination.port, None);
+    let argv = iperf3::client_argv(settings, Protocol::Tcp, &destination.addresses[0], destination.port, None);
     let mut retries = 0;
     loop {
         let started = Instant::now();
@@ -97,6 +97,7 @@ async fn test(source: &Node, destination: &Node, settings: &TestSettings) -> (Me
                     source: source.name.as_str().into(),
                     destination: destination.name.as_str().into(),
                     protocol: Protocol::Tcp,
+                    ip_family: destination.addresses[0].family,
                     finished_at: SystemTime::now(),
                     duration_seconds: started.elapsed().as_secs_f64(),
                     round: 0,

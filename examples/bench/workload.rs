@@ -7,7 +7,7 @@ use iperf3_monitor::config::Protocol;
 use iperf3_monitor::iperf3::{TcpResult, TestResult};
 use iperf3_monitor::measure::{Measurement, Outcome};
 use iperf3_monitor::samples::{self, RunFacts, Sample};
-use iperf3_monitor::targets::Node;
+use iperf3_monitor::targets::{IpFamily, Node};
 
 /// Samples per successful TCP measurement with every optional value present.
 const SAMPLES_PER_TCP_TEST: usize = 9;
@@ -30,6 +30,7 @@ pub fn run_samples(count: usize, cluster: &str, now: SystemTime) -> Vec<Sample> 
             source: nodes[s].name.as_str().into(),
             destination: nodes[d].name.as_str().into(),
             protocol: Protocol::Tcp,
+            ip_family: IpFamily::Ipv4,
             finished_at: now,
             duration_seconds: 5.0 + (i % 100) as f64 / 1000.0,
             round: 0,
@@ -49,8 +50,8 @@ pub fn run_samples(count: usize, cluster: &str, now: SystemTime) -> Vec<Sample> 
         started_at: now,
         finished_at: now,
         nodes: n,
-        protocols: vec![Protocol::Tcp],
-        mesh_pairs_per_protocol: n * (n - 1),
+        meshes: vec![(Protocol::Tcp, IpFamily::Ipv4, n * (n - 1))],
+        pairs_without_ip_family: 0,
         rounds_run: 1,
         rounds_skipped: 0,
         tests_not_run: 0,

@@ -179,9 +179,10 @@ mod tests {
     use crate::config::Protocol;
     use crate::iperf3::TcpResult;
     use crate::schedule::Pair;
+    use crate::targets::IpFamily;
 
     fn test(source: usize, destination: usize) -> PlannedTest {
-        PlannedTest { round: 0, protocol: Protocol::Tcp, pair: Pair { source, destination } }
+        PlannedTest { round: 0, protocol: Protocol::Tcp, family: IpFamily::Ipv4, pair: Pair { source, destination } }
     }
 
     fn tcp(bytes_per_second: f64, rtt_ms: f64) -> TestResult {

@@ -12,20 +12,22 @@ use crate::iperf3::TestResult;
 use crate::measure::{Measurement, Outcome};
 use crate::samples::Sample;
 use crate::schedule::{Plan, Schedule, Topology};
+use crate::targets::IpFamily;
 use crate::{DryRun, RunReport};
 
 /// Rounds and pairs listed by the dry-run text before it summarises.
 const LISTED_ROUNDS: usize = 12;
 const LISTED_PAIRS: usize = 12;
 
-/// The matrices of a run, one per protocol (UDP adds its loss), and a summary line, written
-/// row by row: a 1,000-node matrix is about 30 MB of text.
+/// The matrices of a run, one per protocol and IP family (UDP adds its loss), and a summary
+/// line, written row by row: a 1,000-node matrix is about 30 MB of text.
 pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    for protocol in &report.protocols {
-        let cells = report.cells(*protocol);
+    for (protocol, family) in report.matrices() {
+        let cells = report.cells(protocol, family);
         let sources = report.sources();
+        let name = matrix_name(report, protocol, family);
         let title = format!(
-            "{protocol}: received throughput in Mbit/s (rows: source, columns: destination; * CPU-bound: the nodes' CPU, not the path, set it)"
+            "{name}: received throughput in Mbit/s (rows: source, columns: destination; * CPU-bound: the nodes' CPU, not the path, set it)"
         );
         matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(src, dst) {
             Some(Measurement { outcome: Outcome::Success(result), cpu_bound, .. }) => {
@@ -34,9 +36,9 @@ pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Resu
             Some(Measurement { outcome: Outcome::Failure(failure), .. }) => failure.reason.to_string(),
             None => "-".into(),
         })?;
-        if *protocol == Protocol::Udp {
-            let title = "udp: packet loss in % (rows: source, columns: destination)";
-            matrix(out, title, &sources, &report.nodes, |src, dst| match cells.get(src, dst).map(|m| &m.outcome) {
+        if protocol == Protocol::Udp {
+            let title = format!("{name}: packet loss in % (rows: source, columns: destination)");
+            matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(src, dst).map(|m| &m.outcome) {
                 Some(Outcome::Success(TestResult::Udp(r))) => format!("{:.2}", r.loss_ratio * 100.0),
                 Some(Outcome::Failure(failure)) => failure.reason.to_string(),
                 _ => "-".into(),
@@ -44,6 +46,12 @@ pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Resu
         }
     }
     writeln!(out, "{}", summary(report))
+}
+
+/// What a matrix is titled by: its protocol, and its IP family when the run measured several
+/// (a single-stack run's matrices read as they always have).
+pub fn matrix_name(report: &RunReport, protocol: Protocol, family: IpFamily) -> String {
+    if report.ip_families.len() > 1 { format!("{protocol} over {family}") } else { protocol.to_string() }
 }
 
 fn matrix(
@@ -187,7 +195,8 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         }
     };
     let protocols: Vec<&str> = schedule.protocols().iter().map(|p| p.as_str()).collect();
-    let _ = writeln!(out, "plan: {shape}, protocols {}", protocols.join(","));
+    let families: Vec<&str> = schedule.families().iter().map(|f| f.as_str()).collect();
+    let _ = writeln!(out, "plan: {shape}, protocols {}, IP families {}", protocols.join(","), families.join(","));
     let _ = writeln!(
         out,
         "rounds per protocol: {} (lower bound: {lower_bound}); {} tests per round, at most {} at once; {} pairs per protocol",
@@ -196,6 +205,26 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         dry.concurrency,
         schedule.pairs_per_protocol(),
     );
+    if schedule.families().len() > 1 {
+        // Each family is a mesh of the nodes with an address in it.
+        for segment in schedule.segments().iter().filter(|s| Some(&s.protocol) == schedule.protocols().first()) {
+            let _ = writeln!(
+                out,
+                "{}: {} rounds of {} tests, {} pairs per protocol",
+                segment.family,
+                segment.rounds(),
+                segment.tests_per_round(),
+                segment.pairs()
+            );
+        }
+    }
+    if dry.pairs_without_ip_family > 0 {
+        let _ = writeln!(
+            out,
+            "not measured: {} directed pairs whose nodes share no IP family measured",
+            dry.pairs_without_ip_family
+        );
+    }
     let _ = writeln!(
         out,
         "this run: {} of {} tests in the cycle ({} rounds), from test {} (round {}); {} at once, about {:.1}s per test, {:.0}s in all{}",
@@ -244,9 +273,10 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         let more = count - pairs.len();
         let _ = writeln!(
             out,
-            "round {} ({}): {}{}",
+            "round {} ({}{}): {}{}",
             first.round + 1,
             first.protocol,
+            if families.len() > 1 { format!(" over {}", first.family) } else { String::new() },
             pairs.join(", "),
             if more > 0 { format!(", … and {more} more") } else { String::new() }
         );

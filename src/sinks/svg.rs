@@ -21,21 +21,23 @@ pub fn heatmap(report: &RunReport) -> String {
     let columns: Vec<&str> = report.nodes.iter().map(String::as_str).collect();
     let panel_height = TITLE_HEIGHT + CELL_HEIGHT * (sources.len() + 1);
     let width = (LABEL_WIDTH + CELL_WIDTH * columns.len().max(1) + 20).max(MIN_WIDTH);
-    let height = (panel_height + GAP) * report.protocols.len().max(1) + 10;
+    let matrices = report.matrices();
+    let height = (panel_height + GAP) * matrices.len().max(1) + 10;
     let mut svg = String::new();
     let _ = writeln!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="{width}" height="{height}" fill="white"/>"#);
-    for (p, protocol) in report.protocols.iter().enumerate() {
-        let cells = report.cells(*protocol);
+    for (p, &(protocol, family)) in matrices.iter().enumerate() {
+        let cells = report.cells(protocol, family);
+        let name = super::report::matrix_name(report, protocol, family);
         let fastest =
             cells.values().filter_map(|m| m.result()).map(|r| r.received_bytes_per_second()).fold(0.0, f64::max);
         let top = p * (panel_height + GAP) + 10;
         let _ = writeln!(
             svg,
-            r#"<text x="10" y="{}" font-size="15" font-weight="bold">{protocol}: received throughput, Mbit/s</text>"#,
+            r#"<text x="10" y="{}" font-size="15" font-weight="bold">{name}: received throughput, Mbit/s</text>"#,
             top + 14
         );
         let _ = writeln!(
@@ -110,12 +112,14 @@ mod tests {
     use crate::iperf3::{Failure, FailureReason, TcpResult, TestResult};
     use crate::measure::Measurement;
     use crate::schedule::Plan;
+    use crate::targets::IpFamily;
 
     fn measurement(source: &str, destination: &str, outcome: Outcome) -> Measurement {
         Measurement {
             source: source.into(),
             destination: destination.into(),
             protocol: Protocol::Tcp,
+            ip_family: IpFamily::Ipv4,
             finished_at: SystemTime::UNIX_EPOCH,
             duration_seconds: 1.0,
             round: 0,
@@ -144,6 +148,8 @@ mod tests {
             duration_seconds: 1.0,
             nodes: vec!["a<b".into(), "n2".into()],
             protocols: vec![Protocol::Tcp],
+            ip_families: vec![IpFamily::Ipv4],
+            pairs_without_ip_family: 0,
             plan: Plan {
                 first_test: 0,
                 tests: 2,
@@ -174,8 +180,8 @@ mod tests {
                     started_at: SystemTime::UNIX_EPOCH,
                     finished_at: SystemTime::UNIX_EPOCH,
                     nodes: 2,
-                    protocols: vec![Protocol::Tcp],
-                    mesh_pairs_per_protocol: 2,
+                    meshes: vec![(Protocol::Tcp, IpFamily::Ipv4, 2)],
+                    pairs_without_ip_family: 0,
                     rounds_run: 1,
                     rounds_skipped: 0,
                     tests_not_run: 0,

@@ -3,7 +3,8 @@
 //! ```yaml
 //! nodes:
 //!   - name: n1
-//!     address: 198.18.0.1
+//!     address: 198.18.0.1                      # or, dual-stack, one address per IP family:
+//!     # addresses: [198.18.0.1, 2001:db8::1]
 //!     port: 5201                               # optional, default --port
 //!     client_command: [ip, netns, exec, n1]    # optional argv prefix that runs a command on n1
 //!     cpu: 0.5                                 # optional: cores its iperf3 server and clients share
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
-use super::Node;
+use super::{Address, IpFamily, Node, address};
 use crate::config::{Credentials, Secret, read_password_file};
 use crate::error::{Error, Result};
 
@@ -40,7 +41,8 @@ struct InventoryFile {
 #[serde(deny_unknown_fields)]
 struct InventoryNode {
     name: String,
-    address: String,
+    address: Option<String>,
+    addresses: Option<Vec<String>>,
     port: Option<u16>,
     #[serde(default)]
     client_command: Vec<String>,
@@ -110,9 +112,10 @@ pub fn parse(
 ) -> std::result::Result<Vec<Node>, String> {
     check_flow_depth(text)?;
     let file: InventoryFile = serde_yaml_ng::from_str(text).map_err(|e| {
-        e.to_string()
-            .replace("struct InventoryFile", "a mapping with a `nodes` list")
-            .replace("struct InventoryNode", "a node (name, address, port, client_command, cpu, iperf3_auth)")
+        e.to_string().replace("struct InventoryFile", "a mapping with a `nodes` list").replace(
+            "struct InventoryNode",
+            "a node (name, address or addresses, port, client_command, cpu, iperf3_auth)",
+        )
     })?;
     let mut names = HashSet::new();
     let mut nodes = Vec::with_capacity(file.nodes.len());
@@ -124,14 +127,8 @@ pub fn parse(
         if !names.insert(node.name.clone()) {
             return Err(format!("{}: '{}' is listed twice; node names must be unique", at("name"), node.name));
         }
-        if !is_valid_address(&node.address) {
-            return Err(format!(
-                "{}: '{}' of node '{}' is not an IP address or host name",
-                at("address"),
-                node.address,
-                node.name
-            ));
-        }
+        let addresses = node_addresses(node.address, node.addresses)
+            .map_err(|(field, e)| format!("{}: {e} (node '{}')", at(&field), node.name))?;
         let cpu_millis = match node.cpu {
             None => None,
             Some(cores) if cores.is_finite() && (0.001..=4096.0).contains(&cores) => {
@@ -162,7 +159,8 @@ pub fn parse(
                     .map_err(|e| format!("{}: {e} (node '{}')", at("iperf3_auth"), node.name))?,
             ),
         };
-        let mut parsed = Node::new(node.name, node.address, node.port.unwrap_or(default_port), node.client_command);
+        let mut parsed =
+            Node::with_addresses(node.name, addresses, node.port.unwrap_or(default_port), node.client_command);
         parsed.cpu_millis = cpu_millis;
         parsed.credentials = node_credentials;
         nodes.push(parsed);
@@ -235,11 +233,30 @@ fn merge_auth(auth: InventoryAuth, flags: Option<&Credentials>) -> std::result::
     Ok(credentials)
 }
 
-/// An IP address, or a host name of letters, digits, '-', '_' and '.' (never an option or a shell word).
-fn is_valid_address(address: &str) -> bool {
-    if address.parse::<std::net::IpAddr>().is_ok() {
-        return true;
+/// A node's addresses from `address` (an IP address or a host name; a host name is measured
+/// over IPv4) or `addresses` (IP addresses, one per family). The error names the field.
+fn node_addresses(
+    single: Option<String>,
+    list: Option<Vec<String>>,
+) -> std::result::Result<Vec<Address>, (String, String)> {
+    match (single, list) {
+        (Some(_), Some(_)) => Err(("addresses".into(), "give address or addresses, not both".into())),
+        (None, None) => Err(("address".into(), "a node needs an address (or addresses, one per IP family)".into())),
+        (None, Some(list)) if list.is_empty() => Err(("addresses".into(), "lists no address".into())),
+        (None, Some(list)) => {
+            address::parse_ips(list.iter().map(String::as_str)).map_err(|(i, e)| (format!("addresses[{i}]"), e))
+        }
+        // Anything with a ':' or all digits and dots is meant as an IP address, and must be one.
+        (Some(text), None) if text.contains(':') || text.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+            address::parse_ip(&text).map(|a| vec![a]).map_err(|e| ("address".into(), e))
+        }
+        (Some(text), None) if is_valid_host_name(&text) => Ok(vec![Address { family: IpFamily::Ipv4, host: text }]),
+        (Some(text), None) => Err(("address".into(), format!("'{text}' is not an IP address or host name"))),
     }
+}
+
+/// A host name of letters, digits, '-', '_' and '.' (never an option or a shell word).
+fn is_valid_host_name(address: &str) -> bool {
     !address.is_empty()
         && address.len() <= 253
         && !address.starts_with(['-', '.'])
@@ -267,6 +284,17 @@ mod tests {
         assert_eq!(nodes[0].client_command, ["ip", "netns", "exec", "n1"]);
         assert_eq!(nodes[1].port, 5201);
         assert!(nodes[1].client_command.is_empty());
+        // A host name is measured over IPv4 (iperf3 -4).
+        assert_eq!(nodes[1].address(IpFamily::Ipv4), Some("node-2.example"));
+    }
+
+    #[test]
+    fn a_dual_stack_node_lists_one_address_per_family() {
+        let nodes = parse_plain("nodes:\n  - name: n1\n    addresses: [2001:db8::1, 198.18.0.1]\n", 5201).unwrap();
+        assert_eq!(nodes[0].address(IpFamily::Ipv4), Some("198.18.0.1"));
+        assert_eq!(nodes[0].address(IpFamily::Ipv6), Some("2001:db8::1"));
+        let nodes = parse_plain("nodes:\n  - name: n1\n    address: 'fe80::1%eth0'\n", 5201).unwrap();
+        assert_eq!(nodes[0].address(IpFamily::Ipv6), Some("fe80::1%eth0"));
     }
 
     #[test]
@@ -275,6 +303,19 @@ mod tests {
             ("nodes:\n  - name: a\n    address: 1.2.3.4\n  - name: a\n    address: 1.2.3.5\n", "nodes[1].name"),
             ("nodes:\n  - name: a\n    address: '-oProxyCommand=x'\n", "nodes[0].address"),
             ("nodes:\n  - name: a\n    address: 'a b'\n", "nodes[0].address"),
+            ("nodes:\n  - name: a\n    address: fe80::1\n", "nodes[0].address: 'fe80::1' is an IPv6 link-local"),
+            ("nodes:\n  - name: a\n    address: 198.18.0.300\n", "nodes[0].address: '198.18.0.300' is not an IP"),
+            ("nodes:\n  - name: a\n", "nodes[0].address: a node needs an address"),
+            ("nodes:\n  - name: a\n    addresses: []\n", "nodes[0].addresses: lists no address"),
+            (
+                "nodes:\n  - name: a\n    address: 1.2.3.4\n    addresses: [1.2.3.4]\n",
+                "nodes[0].addresses: give address or addresses, not both (node 'a')",
+            ),
+            (
+                "nodes:\n  - name: a\n    addresses: [1.2.3.4, 1.2.3.5]\n",
+                "nodes[0].addresses[1]: '1.2.3.5' is a second ipv4 address",
+            ),
+            ("nodes:\n  - name: a\n    addresses: [1.2.3.4, host.example]\n", "nodes[0].addresses[1]: 'host.example'"),
             ("nodes:\n  - name: a\n    address: 1.2.3.4\n    port: 70000\n", "port"),
             ("nodes:\n  - name: a\n    address: 1.2.3.4\n    port: 0\n", "nodes[0].port"),
             ("nodes:\n  - name: a\n    address: 1.2.3.4\n    cpu: 0\n", "nodes[0].cpu"),

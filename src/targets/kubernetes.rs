@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams};
 use kube::{Client, Config};
 use serde::de::DeserializeOwned;
 
-use super::{Node, NodeLabel, PodRef};
+use super::{Address, Node, NodeLabel, PodRef, address};
 use crate::config::{KubernetesSettings, NodeLabelNames};
 use crate::error::{Error, Result};
 
@@ -167,6 +167,7 @@ fn slim_pod(pod: Pod) -> Pod {
             phase: status.phase,
             conditions: status.conditions,
             pod_ip: status.pod_ip,
+            pod_ips: status.pod_ips,
             ..PodStatus::default()
         }),
     }
@@ -254,9 +255,9 @@ pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> O
     }
     let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
     let node_name = spec.node_name.clone().filter(|n| !n.is_empty())?;
-    // An IP address and nothing else goes on the client's command line.
-    let address = status.pod_ip.clone().filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())?;
-    if !ready {
+    // IP addresses and nothing else go on the client's command line.
+    let addresses = pod_addresses(status);
+    if !ready || addresses.is_empty() {
         return None;
     }
     let named_port = spec.containers.iter().find_map(|c| {
@@ -271,7 +272,7 @@ pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> O
         .map(str::to_string)
         .or_else(|| named_port.map(|(c, _)| c))
         .or_else(|| spec.containers.first().map(|c| c.name.clone()));
-    let mut node = Node::new(node_name, address, port, Vec::new());
+    let mut node = Node::with_addresses(node_name, addresses, port, Vec::new());
     node.cpu_millis = spec
         .containers
         .iter()
@@ -284,6 +285,26 @@ pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> O
         container,
     });
     Some(node)
+}
+
+/// A pod's addresses, one per family: `status.podIPs` (dual-stack clusters list both families;
+/// a hostNetwork pod carries its node's), else `status.podIP`. What is not an IP address, or a
+/// second address of a family, is left out.
+fn pod_addresses(status: &k8s_openapi::api::core::v1::PodStatus) -> Vec<Address> {
+    let listed: Vec<&str> = match status.pod_ips.as_deref() {
+        Some(ips) if !ips.is_empty() => ips.iter().map(|p| p.ip.as_str()).collect(),
+        _ => status.pod_ip.as_deref().into_iter().collect(),
+    };
+    let mut addresses: Vec<Address> = Vec::new();
+    for ip in listed {
+        if let Ok(address) = address::parse_ip(ip)
+            && !addresses.iter().any(|a| a.family == address.family)
+        {
+            addresses.push(address);
+        }
+    }
+    addresses.sort_by_key(|a| a.family);
+    addresses
 }
 
 /// A CPU quantity ("500m", "1", "1.5") in millicores; None for what is not one.
@@ -320,6 +341,7 @@ fn pod_id(pod: &Pod) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::IpFamily;
 
     fn pod(name: &str, node: &str, ip: &str, phase: &str, ready: bool, created: &str) -> Pod {
         serde_json::from_value(serde_json::json!({
@@ -358,11 +380,29 @@ mod tests {
         let node =
             pod_to_target(&pod("s-1", "worker-1", "10.0.0.5", "Running", true, "2026-01-01T00:00:00Z"), 5201, None)
                 .unwrap();
-        assert_eq!((node.name.as_str(), node.address.as_str(), node.port), ("worker-1", "10.0.0.5", 5202));
+        assert_eq!((node.name.as_str(), node.address(IpFamily::Ipv4), node.port), ("worker-1", Some("10.0.0.5"), 5202));
         let pod_ref = node.pod.unwrap();
         assert_eq!((pod_ref.namespace.as_str(), pod_ref.name.as_str()), ("monitoring", "s-1"));
         assert_eq!(pod_ref.container.as_deref(), Some("iperf3"));
         assert_eq!(node.cpu_millis, Some(500), "the server container's CPU limit");
+    }
+
+    #[test]
+    fn a_dual_stack_pod_has_an_address_per_family() {
+        let mut dual = pod("s-1", "worker-1", "10.0.0.5", "Running", true, "2026-01-01T00:00:00Z");
+        let status = dual.status.as_mut().unwrap();
+        status.pod_ips = Some(
+            ["2001:db8::5", "10.0.0.5", "2001:db8::6", "not-an-ip"]
+                .map(|ip| k8s_openapi::api::core::v1::PodIP { ip: ip.into() })
+                .into(),
+        );
+        let node = pod_to_target(&slim_pod(dual), 5201, None).unwrap();
+        // In family order; a second address of a family and what is no IP address are left out.
+        let hosts: Vec<(IpFamily, &str)> = node.addresses.iter().map(|a| (a.family, a.host.as_str())).collect();
+        assert_eq!(hosts, [(IpFamily::Ipv4, "10.0.0.5"), (IpFamily::Ipv6, "2001:db8::5")]);
+        // Without podIPs, podIP alone.
+        let single = pod("s-1", "worker-1", "2001:db8::7", "Running", true, "2026-01-01T00:00:00Z");
+        assert_eq!(pod_to_target(&single, 5201, None).unwrap().address(IpFamily::Ipv6), Some("2001:db8::7"));
     }
 
     #[test]
@@ -401,7 +441,8 @@ mod tests {
             pod("sick", "w3", "10.0.0.4", "Running", false, "2026-03-01T00:00:00Z"),
         ];
         let selection = select_servers(&pods, 5201, Some("main"));
-        let chosen: Vec<(&str, &str)> = selection.nodes.iter().map(|n| (n.name.as_str(), n.address.as_str())).collect();
+        let chosen: Vec<(&str, &str)> =
+            selection.nodes.iter().map(|n| (n.name.as_str(), n.addresses[0].host.as_str())).collect();
         assert_eq!(chosen, [("w1", "10.0.0.1"), ("w2", "10.0.0.2")]);
         assert_eq!(selection.duplicates, ["monitoring/new"]);
         assert_eq!(selection.not_ready, ["monitoring/sick"]);

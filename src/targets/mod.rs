@@ -3,6 +3,7 @@
 //! A target source yields [`Node`]s; everything after it (schedule, runner, sinks) only sees
 //! nodes. The static inventory is one source; Kubernetes discovery plugs in beside it.
 
+pub mod address;
 pub mod inventory;
 pub mod kubernetes;
 
@@ -10,14 +11,16 @@ use serde::Serialize;
 
 use crate::config::{Credentials, NodeLabelNames, RunConfig};
 use crate::error::Result;
+pub use address::{Address, Families, IpFamily};
 
 /// A node with an iperf3 server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
     /// The name used in the `source_node` / `destination_node` labels.
     pub name: String,
-    /// Address of the node's iperf3 server (IP address or host name).
-    pub address: String,
+    /// Addresses of the node's iperf3 server, one per IP family, in family order (a host name
+    /// counts as IPv4: its tests run with `iperf3 -4`).
+    pub addresses: Vec<Address>,
     /// Port of the node's iperf3 server.
     pub port: u16,
     /// Argv prefix that runs a command on this node (`ssh n1`, `ip netns exec n1`, ...);
@@ -48,11 +51,28 @@ pub struct NodeLabel {
 }
 
 impl Node {
-    /// A node reached at `address:port`, running its clients behind `client_command`.
+    /// A node reached at `address:port` (an IP address of either family, or a host name, or
+    /// empty: no server), running its clients behind `client_command`.
     pub fn new(name: impl Into<String>, address: impl Into<String>, port: u16, client_command: Vec<String>) -> Self {
+        let address: String = address.into();
+        let addresses = match address::parse_ip(&address) {
+            Ok(parsed) => vec![parsed],
+            Err(_) if address.is_empty() => Vec::new(),
+            Err(_) => vec![Address { family: IpFamily::Ipv4, host: address }],
+        };
+        Node::with_addresses(name, addresses, port, client_command)
+    }
+
+    /// A node reached at `addresses` (one per family, in family order) on `port`.
+    pub fn with_addresses(
+        name: impl Into<String>,
+        addresses: Vec<Address>,
+        port: u16,
+        client_command: Vec<String>,
+    ) -> Self {
         Node {
             name: name.into(),
-            address: address.into(),
+            addresses,
             port,
             client_command,
             pod: None,
@@ -60,6 +80,15 @@ impl Node {
             labels: Vec::new(),
             credentials: None,
         }
+    }
+
+    /// The server's address in `family`, if the node has one.
+    pub fn address(&self, family: IpFamily) -> Option<&str> {
+        self.addresses.iter().find(|a| a.family == family).map(|a| a.host.as_str())
+    }
+
+    pub fn families(&self) -> Families {
+        Families::of(&self.addresses)
     }
 }
 
