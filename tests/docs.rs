@@ -1,8 +1,9 @@
 //! The docs against the code and against themselves: the README stays a front door (at most 300
 //! lines); every relative link and `#anchor` resolves; every `iperf3-monitor run …` command shown
 //! parses with the real flags; the scripts, test targets and benches shown exist; the chart values
-//! shown exist; the inventory example plans a dry run; the dry run shown in
-//! docs/concepts/scheduling.md is what the binary prints. Runs the real binary; sends nothing.
+//! shown exist; the README's architecture names files that exist; the inventory example plans a
+//! dry run; the dry run shown in docs/concepts/scheduling.md is what the binary prints. Runs the
+//! real binary; sends nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -416,4 +417,45 @@ fn every_chart_value_the_guides_show_exists() {
     }
     assert!(checked >= 5, "only {checked} blocks of chart values found");
     assert!(wrong.is_empty(), "chart values shown in the docs but not in chart/values.yaml:\n{}", wrong.join("\n"));
+}
+
+/// The README's architecture block names files and folders that exist: `src/sinks/ http.rs, …`
+/// is checked as `src/sinks/http.rs`, `config/: push.rs` below the row's folder as
+/// `src/config/push.rs`.
+#[test]
+fn the_architecture_names_only_paths_that_exist() {
+    let readme = read(&repo().join("README.md"));
+    let start = readme.find("## Architecture").expect("the README's Architecture section");
+    let (_, lines) = code_blocks(&readme[start..]).into_iter().next().expect("the architecture block");
+    let (mut missing, mut checked) = (Vec::new(), 0);
+    let mut dir = PathBuf::new();
+    for line in lines {
+        let mut words =
+            line.split_whitespace().map(|w| w.trim_end_matches([',', ';', ':', ')']).trim_start_matches('('));
+        if !line.starts_with(' ') {
+            let first = words.next().unwrap_or_default();
+            checked += 1;
+            if !first.contains('*') && !repo().join(first).exists() {
+                missing.push(first.to_string());
+            }
+            // A file's row names the files of its folder (src/config.rs → src/config/).
+            dir = match first.strip_suffix(".rs") {
+                Some(stem) if first.starts_with("src/") => PathBuf::from(stem),
+                _ if first.ends_with('/') => PathBuf::from(first),
+                _ => PathBuf::from(first).parent().map(Path::to_path_buf).unwrap_or_default(),
+            };
+        }
+        for word in words {
+            let sub = word.strip_prefix(dir.file_name().and_then(|d| d.to_str()).unwrap_or("\0")).unwrap_or(word);
+            let word = sub.trim_start_matches('/');
+            if word.ends_with(".rs") && !word.contains('/') {
+                checked += 1;
+                if !repo().join(&dir).join(word).exists() && !repo().join(word).exists() {
+                    missing.push(dir.join(word).display().to_string());
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} paths found in the architecture block");
+    assert!(missing.is_empty(), "the README's architecture names paths that do not exist: {missing:?}");
 }
