@@ -184,6 +184,64 @@ fn mesh_of_five_nodes_over_tcp_and_udp() {
 }
 
 #[test]
+fn a_dual_stack_mesh_is_measured_in_each_family_in_rounds_of_its_own() {
+    let _lock = lab_lock();
+    let lab = Lab::up("e2eds", 28, &[40, 60, 80, 100], &["--ipv6"]);
+    let prom = Prometheus::start();
+    let output = run_monitor(
+        &[],
+        &[
+            "--inventory",
+            lab.inventory.to_str().unwrap(),
+            "--protocols",
+            "tcp",
+            "--duration",
+            "4",
+            "--output",
+            "json",
+            "--remote-write-url",
+            &prom.remote_write_url(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let report = report(&output);
+    assert_eq!(report["ip_families"], serde_json::json!(["ipv4", "ipv6"]));
+    // Each family its own N-1 duplex rounds: 2(N-1) in all.
+    assert_eq!((report["plan"]["cycle_rounds"].as_u64(), report["rounds_run"].as_u64()), (Some(6), Some(6)));
+    let expected = all_pairs(&names(4), &names(4));
+    for family in ["ipv4", "ipv6"] {
+        eprintln!("{family}:");
+        assert_tcp_rates(&prom, &lab, &format!(",ip_family=\"{family}\""), &expected);
+    }
+    // The IPv6 tests reached the servers over IPv6: their logs name the clients' IPv6 addresses.
+    let log = std::fs::read_to_string(lab.state_dir().join("n1.log")).unwrap();
+    assert!(log.contains("Accepted connection from 2001:db8:28::"), "{log}");
+    assert!(log.contains("Accepted connection from 198.18.28."), "{log}");
+    // No node sends two tests at once, whatever their families (50 ms for the clocks' grain).
+    let measurements = report["measurements"].as_array().unwrap();
+    assert_eq!(measurements.len(), 24);
+    for node in names(4) {
+        let mut spans: Vec<(f64, f64)> = measurements
+            .iter()
+            .filter(|m| m["source"] == node.as_str())
+            .map(|m| {
+                let end = m["finished_at_unix_seconds"].as_f64().unwrap();
+                (end - m["duration_seconds"].as_f64().unwrap(), end)
+            })
+            .collect();
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in spans.windows(2) {
+            assert!(pair[1].0 >= pair[0].1 - 0.05, "{node} sends two tests at once: {spans:?}");
+        }
+    }
+    let meshes = prom.query("iperf3_monitor_mesh_pairs");
+    assert_eq!(meshes.len(), 2, "one mesh per family: {meshes:?}");
+    assert!(meshes.iter().all(|m| common::value_of(m) == 12.0), "{meshes:?}");
+    let unshared = prom.query("iperf3_monitor_run_pairs_without_ip_family");
+    assert_eq!(unshared.iter().map(common::value_of).collect::<Vec<_>>(), [0.0]);
+}
+
+#[test]
 fn mesh_of_four_nodes_over_tcp_prints_the_matrix() {
     let _lock = lab_lock();
     let lab = Lab::up("e2em4", 22, &[30, 60, 90, 120], &[]);

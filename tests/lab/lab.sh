@@ -2,12 +2,14 @@
 # A multi-node lab on one machine: N network namespaces joined by a bridge, each running
 # `iperf3 -s`, each node shaped to its own known rate.
 #
-#   tests/lab/lab.sh up NAME --rates 40,60,80,100 [--subnet S] [--udp-loss NODE:PROBABILITY]... [--shared-ack-queue] [--auth USER:PASSWORD] [--cpu-quota CPUS]
+#   tests/lab/lab.sh up NAME --rates 40,60,80,100 [--subnet S] [--ipv6] [--udp-loss NODE:PROBABILITY]... [--shared-ack-queue] [--auth USER:PASSWORD] [--cpu-quota CPUS]
 #   tests/lab/lab.sh down NAME
 #
 # `up` prints the path of an inventory file for `iperf3-monitor run --inventory`. Node i is
 # `n<i>` at 198.18.S.i (S defaults to 0), in namespace NAME-n<i>; the host side of the bridge is
-# 198.18.S.254. NAME is at most 8 characters (it prefixes interface names).
+# 198.18.S.254. NAME is at most 8 characters (it prefixes interface names). --ipv6 makes the lab
+# dual-stack: node i also has 2001:db8:S::i (the bridge 2001:db8:S::fe), and the inventory lists
+# both addresses.
 #
 # Shaping: node i sends and receives at most rate[i] Mbit/s, so the path i→j runs at
 # min(rate[i], rate[j]). Egress is shaped on the node's eth0, ingress on the bridge-side veth,
@@ -25,7 +27,8 @@
 # on it: the inventory's client_command first moves itself into the node's cgroup, then enters
 # its namespace. cgroup v2 (cpu.max) or v1 (cpu.cfs_quota_us), whichever has the cpu controller.
 #
-# Only addresses in 198.18.0.0/15, inside namespaces this script makes, carry lab traffic.
+# Only addresses in 198.18.0.0/15 and 2001:db8::/32, inside namespaces this script makes, carry
+# lab traffic.
 set -euo pipefail
 
 PORT=5201
@@ -79,18 +82,22 @@ shape() {
         "${tc[@]}" class add dev "$dev" parent 1:1 classid 1:20 htb rate 5gbit ceil 10gbit quantum 60000
         "${tc[@]}" filter add dev "$dev" parent 1: protocol ip prio 1 u32 \
             match ip protocol 6 0xff match ip sport "$PORT" 0xffff flowid 1:20
+        # The same over IPv6 (TCP right after the fixed header, as iperf3's packets are).
+        "${tc[@]}" filter add dev "$dev" parent 1: protocol ipv6 prio 2 u32 \
+            match ip6 protocol 6 0xff match ip6 sport "$PORT" 0xffff flowid 1:20
     fi
 }
 
 up() {
     local name=$1
     shift
-    local rates="" subnet=0 losses=() auth="" cpu_quota=""
+    local rates="" subnet=0 losses=() auth="" cpu_quota="" ipv6=0
     SHARED_ACK_QUEUE=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --rates) rates=$2; shift 2 ;;
             --subnet) subnet=$2; shift 2 ;;
+            --ipv6) ipv6=1; shift ;;
             --udp-loss) losses+=("$2"); shift 2 ;;
             --shared-ack-queue) SHARED_ACK_QUEUE=1; shift ;;
             --auth) auth=$2; shift 2 ;;
@@ -142,6 +149,8 @@ up() {
     local bridge=${name}br
     ip link add "$bridge" type bridge
     ip addr add "198.18.$subnet.254/24" dev "$bridge"
+    # nodad: the addresses are usable at once (duplicate address detection takes a second or two).
+    [[ $ipv6 -eq 0 ]] || ip addr add "2001:db8:$subnet::fe/64" dev "$bridge" nodad
     ip link set "$bridge" up
     {
         echo "# lab $name: rates ${rates} Mbit/s${cpu_quota:+, $cpu_quota CPU per node (cgroup v$cgroup_version)}"
@@ -154,6 +163,7 @@ up() {
         ip link set "$host_if" master "$bridge" up
         ip -n "$ns" link set lo up
         ip -n "$ns" addr add "198.18.$subnet.$i/24" dev eth0
+        [[ $ipv6 -eq 0 ]] || ip -n "$ns" addr add "2001:db8:$subnet::$i/64" dev eth0 nodad
         ip -n "$ns" link set eth0 up
         shape eth0 "$rate" "$ns"
         shape "$host_if" "$rate"
@@ -174,7 +184,7 @@ up() {
             --pidfile "$state/n$i.pid" --logfile "$state/n$i.log" "${server_auth[@]}"
         cat >>"$state/inventory.yaml" <<EOF
   - name: n$i
-    address: 198.18.$subnet.$i
+    $(if [[ $ipv6 -eq 0 ]]; then echo "address: 198.18.$subnet.$i"; else echo "addresses: [198.18.$subnet.$i, '2001:db8:$subnet::$i']"; fi)
     port: $PORT
     client_command: [$client_command]
 EOF
