@@ -91,7 +91,13 @@ export const runWindowVariable = () =>
 
 /** The variables of both dashboards, first in each. A variable that every pair query filters on
  * goes here, and its matcher into `pairScope` (promql.ts). */
-export const sharedVariables = () => [datasourceVariable(), runWindowVariable(), clusterVariable(), zoneVariable()];
+export const sharedVariables = () => [
+  datasourceVariable(),
+  runWindowVariable(),
+  clusterVariable(),
+  ipFamilyVariable(),
+  zoneVariable(),
+];
 
 /** A `label_values(selector, label)` variable, refreshed with the time range, sorted naturally. */
 export function labelValuesVariable(name: string, label: string, query: string): dashboard.QueryVariableBuilder {
@@ -114,6 +120,14 @@ export const clusterVariable = () =>
     .includeAll(true)
     .allValue('.*')
     .description("The job's --cluster label. All matches series without the label too.");
+
+/** One family at a time: a pair has a series per family, and a matrix shows one cell per pair. */
+export const ipFamilyVariable = () =>
+  labelValuesVariable('ip_family', 'IP family', 'label_values(iperf3_test_success{cluster=~"$cluster"}, ip_family)')
+    .description(
+      'IP family of the tests shown (--ip-families): each family of a dual-stack cluster is measured in rounds ' +
+        'of its own. A single-stack cluster has one.',
+    );
 
 export const zoneVariable = () =>
   labelValuesVariable('zone', 'Source zone', 'label_values(iperf3_test_success{cluster=~"$cluster"}, source_zone)')

@@ -5,7 +5,7 @@
 // the query as written.
 
 /** The labels that name a pair; every pair query aggregates and matches on them. */
-export const PAIR_LABELS = 'cluster, source_node, destination_node, protocol';
+export const PAIR_LABELS = 'cluster, source_node, destination_node, protocol, ip_family';
 
 /** One label matcher of a selector, e.g. `cluster=~"$cluster"`. */
 export type Matcher = `${string}=${string}`;
@@ -15,7 +15,11 @@ export type PairFilter = readonly Matcher[];
 
 /** The matchers every pair query of both dashboards starts with, then the dashboard's own:
  * a variable that every pair query filters on (like `cluster`) goes here. */
-export const pairScope = (...rest: Matcher[]): PairFilter => [re('cluster', '$cluster'), ...rest];
+export const pairScope = (...rest: Matcher[]): PairFilter => [
+  re('cluster', '$cluster'),
+  re('ip_family', '$ip_family'),
+  ...rest,
+];
 
 export const eq = (label: string, value: string): Matcher => `${label}="${value}"`;
 export const re = (label: string, value: string): Matcher => `${label}=~"${value}"`;
@@ -72,7 +76,8 @@ export type Node = 'source_node' | 'destination_node';
 
 /** The labels of a mesh (whose median the ratios divide by), or of one node's pairs in it. Like
  * PAIR_LABELS, a label that tells meshes apart goes here. */
-const meshLabels = (node?: Node): string => (node === undefined ? 'cluster, protocol' : `cluster, ${node}, protocol`);
+const meshLabels = (node?: Node): string =>
+  node === undefined ? 'cluster, protocol, ip_family' : `cluster, ${node}, protocol, ip_family`;
 
 /** The median of the succeeded pairs' throughput, by `by`. */
 export const medianOfSucceeded = (by: string, filter: PairFilter): string =>

@@ -62,7 +62,7 @@ def simulate(args: argparse.Namespace) -> Pushes:
                         continue
                     offset += args.duration_per_run / (2 * len(members) * (len(members) - 1))
                     end = start + offset
-                    labels = dict(base, source_node=src, destination_node=dst, protocol=protocol)
+                    labels = dict(base, source_node=src, destination_node=dst, protocol=protocol, ip_family="ipv4")
                     if args.zones:
                         labels.update(source_zone=zone(src), destination_zone=zone(dst))
                     failed = protocol == "udp" and (src, dst) == ("n4", "n2") and run >= runs - 2
@@ -103,8 +103,8 @@ def simulate(args: argparse.Namespace) -> Pushes:
         for result, count in tests.items():
             pushes.add(run_end, "iperf3_monitor_run_tests", dict(base, result=result), count)
         for protocol in ("tcp", "udp"):
-            pushes.add(run_end, "iperf3_monitor_run_pairs_covered", dict(base, protocol=protocol), covered[protocol])
-            pushes.add(run_end, "iperf3_monitor_mesh_pairs", dict(base, protocol=protocol), mesh)
+            pushes.add(run_end, "iperf3_monitor_run_pairs_covered", dict(base, protocol=protocol, ip_family="ipv4"), covered[protocol])
+            pushes.add(run_end, "iperf3_monitor_mesh_pairs", dict(base, protocol=protocol, ip_family="ipv4"), mesh)
         pushes.add(run_end, "iperf3_monitor_nodes", base, len(members))
         pushes.add(run_end, "iperf3_monitor_run_rounds", base, 2 * (len(members) - 1))
         pushes.add(run_end, "iperf3_monitor_cycle_rounds", base, 2 * (len(members) - 1))
