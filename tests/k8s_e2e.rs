@@ -150,6 +150,47 @@ fn mesh_through_pods_exec_measures_the_lab() {
 }
 
 #[test]
+fn dual_stack_pods_are_measured_in_both_families_through_pods_exec() {
+    let _lock = lab_lock();
+    let lab = Lab::up("k8dual", 35, &[40, 60, 80], &["--ipv6"]);
+    let mut cluster = FakeCluster::lab(&lab.name, lab.subnet, lab.node_count(), NS);
+    for (i, pod) in cluster.pods.iter_mut().enumerate() {
+        // As a dual-stack cluster lists them: the IPv4 address first, then the IPv6 one.
+        *pod = pod.clone().also_ip(&format!("2001:db8:35::{}", i + 1));
+    }
+    let server = FakeApiServer::start(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.kubeconfig(dir.path(), NS);
+    let prom = Prometheus::start();
+    let args = ["--protocols", "tcp", "--duration", "3", "--remote-write-url", &prom.remote_write_url()];
+    let output = run_k8s(&[], &kubeconfig, &[&args[..], &["--output", "json"]].concat(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let measured = measurements(&output);
+    assert_eq!(measured.len(), 12, "6 pairs in each of two families");
+    assert!(measured.iter().all(|m| failure_reason(m).is_none()), "{measured:?}");
+    for family in ["ipv4", "ipv6"] {
+        let received = prom.by_pair(&format!("iperf3_received_bytes_per_second{{ip_family=\"{family}\"}}"));
+        assert_eq!(received.len(), 6, "{family}: {received:?}");
+        for ((src, dst), bytes) in &received {
+            let (bits, rate) = (bytes * 8.0, lab.path_rate_bits(src, dst));
+            eprintln!("tcp over {family} {src}→{dst} through exec: {:.2} Mbit/s, shaped {:.0}", bits / 1e6, rate / 1e6);
+            assert!((bits / rate - 1.0).abs() <= 0.10, "{family} {src}→{dst}: {bits} bit/s against {rate}");
+        }
+    }
+    // The IPv6 tests went to the pods' IPv6 addresses, kept to IPv6 by the client.
+    let execs = server.execs();
+    let to_v6: Vec<_> = execs.iter().filter(|e| e.command.iter().any(|a| a.starts_with("2001:db8:35::"))).collect();
+    assert_eq!(to_v6.len(), 6);
+    assert!(to_v6.iter().all(|e| e.command.contains(&"--version6".to_string())), "{to_v6:?}");
+
+    // --ip-families ipv6: the IPv6 mesh alone, the same rounds as a single-stack run.
+    let output = run_k8s(&[], &kubeconfig, &["--protocols", "tcp", "--dry-run", "--ip-families", "ipv6"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(plan.contains("IP families ipv6\n") && plan.contains("rounds per protocol: 2 "), "{plan}");
+}
+
+#[test]
 fn star_mode_runs_the_client_in_the_job_and_skips_its_node() {
     let _lock = lab_lock();
     let lab = Lab::up("k8star", 32, &[50, 40, 80, 100], &[]);

@@ -126,6 +126,8 @@ pub struct FakePod {
     pub node_name: Option<String>,
     /// `status.podIP` (and hostIP: the server pods use the host network).
     pub pod_ip: Option<String>,
+    /// More of `status.podIPs` (and hostIPs) after podIP: a dual-stack pod's other family.
+    pub more_ips: Vec<String>,
     /// `status.phase`: Running, Pending, Succeeded, Failed, Unknown.
     pub phase: String,
     /// The Ready and ContainersReady conditions (only ever True while Running).
@@ -163,6 +165,7 @@ impl FakePod {
             name: name.into(),
             node_name: Some(node.into()),
             pod_ip: Some(ip.into()),
+            more_ips: Vec::new(),
             phase: "Running".into(),
             ready: true,
             labels: server_labels(),
@@ -171,6 +174,12 @@ impl FakePod {
             containers: vec!["iperf3".into()],
             created_at: "2025-06-02T10:00:00Z".into(),
         }
+    }
+
+    /// A dual-stack pod: `ip` follows podIP in `status.podIPs`.
+    pub fn also_ip(mut self, ip: &str) -> FakePod {
+        self.more_ips.push(ip.into());
+        self
     }
 
     pub fn in_netns(mut self, netns: &str) -> FakePod {

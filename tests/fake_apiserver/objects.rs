@@ -131,10 +131,11 @@ fn pod_status(stored: &StoredPod) -> Value {
     ]);
     if let Some(ip) = &pod.pod_ip {
         // hostNetwork: the pod's address is its node's.
+        let ips: Vec<Value> = std::iter::once(ip).chain(&pod.more_ips).map(|ip| json!({"ip": ip})).collect();
         status["hostIP"] = json!(ip);
-        status["hostIPs"] = json!([{"ip": ip}]);
+        status["hostIPs"] = json!(ips);
         status["podIP"] = json!(ip);
-        status["podIPs"] = json!([{"ip": ip}]);
+        status["podIPs"] = json!(ips);
     }
     status["startTime"] = json!(created);
     let image = IMAGE;
