@@ -8,7 +8,12 @@
 # Holds the lab lock (/run/iperf3-monitor-lab.lock) while it runs, as the lab tests do: the
 # fleet keeps both cores busy for minutes. Prints three lines per COUNT: pods, wall seconds of
 # the run (discovery, planning and the printed plan), the seconds until the job logged the end of
-# the list, and peak RSS. Control plane `bench` on 127.0.0.1, removed at the end (also after a failure).
+# the list, peak RSS, and the load average then. Control plane `bench` on 127.0.0.1, removed at
+# the end (also after a failure).
+#
+# The fleet is added 1,000 nodes at a time (a kwok each), each given up to FLEET_READY_SECONDS
+# (default 900) to be Ready: on a machine loaded by other work, 4,000 nodes at once were not
+# Ready within add-fleet's default of 326 s, twice.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -53,13 +58,22 @@ contexts:
 current-context: lab
 YAML
 selector=app.kubernetes.io/component=server,app.kubernetes.io/instance=r,app.kubernetes.io/name=iperf3-monitor
+ready_seconds=${FLEET_READY_SECONDS:-900}
+chunk=1000
 have=0
 for count in "${counts[@]}"; do
     start=$SECONDS
-    "$repo/scripts/k8s/control-plane.sh" add-fleet bench "f$count" --count $((count - have)) --lease-seconds 600 >/dev/null
-    have=$count
+    while [[ $have -lt $count ]]; do
+        add=$((count - have < chunk ? count - have : chunk))
+        "$repo/scripts/k8s/control-plane.sh" add-fleet bench "f$((have + add))" --count "$add" \
+            --lease-seconds 600 --ready-timeout "$ready_seconds" >/dev/null
+        have=$((have + add))
+        echo "bench-discovery: $have nodes Ready after $((SECONDS - start)) s" >&2
+    done
     until [[ $(kubectl -n "$ns" get pods -l "$selector" --chunk-size=1000 \
         -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c Running) -ge $count ]]; do
+        [[ $((SECONDS - start)) -lt $((ready_seconds * 2)) ]] ||
+            { echo "bench-discovery: fewer than $count server pods Running after $((SECONDS - start)) s" >&2; exit 1; }
         sleep 5
     done
     echo "bench-discovery: $count server pods Running in $((SECONDS - start)) s" >&2
@@ -77,6 +91,6 @@ for line in open(sys.argv[1]):
         t = datetime.datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00"))
         print(f"{t.timestamp() - float(sys.argv[2]):.2f}")
         break' "$work/log" "$started")
-        echo "pods=$count attempt=$attempt wall=${wall}s listed_after=${listed}s peak_rss=$((rss / 1024))MB ${discovered}"
+        echo "pods=$count attempt=$attempt wall=${wall}s listed_after=${listed}s peak_rss=$((rss / 1024))MB ${discovered} load=$(cut -d' ' -f1-3 /proc/loadavg)"
     done
 done

@@ -6,7 +6,7 @@
 #                                [--apiserver-arg ARG]... [--controller-manager-arg ARG]...
 #   scripts/k8s/control-plane.sh add-node NAME NODE --ip IP [--netns NS] [--cidr CIDR]
 #                                [--label KEY=VALUE]... [--config FILE]...
-#   scripts/k8s/control-plane.sh add-fleet NAME PREFIX --count N [--lease-seconds S]
+#   scripts/k8s/control-plane.sh add-fleet NAME PREFIX --count N [--lease-seconds S] [--ready-timeout S]
 #                                [--label KEY=VALUE]... [--config FILE]...
 #   scripts/k8s/control-plane.sh env NAME
 #   scripts/k8s/control-plane.sh down NAME
@@ -401,11 +401,12 @@ fleet_ready() {
 add_fleet() {
     local name=$1 prefix=$2
     shift 2
-    local count="" lease=40 labels=() configs=()
+    local count="" lease=40 ready_timeout="" labels=() configs=()
     while [[ $# -gt 0 ]]; do
         case $1 in
             --count) count=$2; shift 2 ;;
             --lease-seconds) lease=$2; shift 2 ;;
+            --ready-timeout) ready_timeout=$2; shift 2 ;;
             --label) labels+=("$2"); shift 2 ;;
             --config) configs+=("$2"); shift 2 ;;
             *) usage ;;
@@ -416,6 +417,7 @@ add_fleet() {
     [[ $prefix =~ ^[a-z]([a-z0-9-]{0,40}[a-z0-9])?$ ]] || die "PREFIX '$prefix' is not a valid node name prefix"
     [[ $count =~ ^[0-9]+$ && $count -ge 1 && $count -le 16000 ]] || die "--count must be 1 to 16000"
     [[ ! -f $state/pids/kwok-$prefix.pid ]] || die "there is a fleet or node $prefix already"
+    [[ -z $ready_timeout || $ready_timeout =~ ^[1-9][0-9]*$ ]] || die "--ready-timeout must be a number of seconds"
     local bin k
     bin=$(cat "$state/bin")
     local selector=iperf3-monitor.lab/fleet=$prefix
@@ -435,8 +437,10 @@ add_fleet() {
         --kubeconfig="$state/admin.kubeconfig" --manage-nodes-with-label-selector="$selector" \
         --node-lease-duration-seconds="$lease" --cidr="$FLEET_POD_CIDR" --v=WARN
     # One list a time (`kubectl wait` on many objects waits for them one after the other). 4,000
-    # nodes took over 140 s with both cores busy: 15 a second, plus a minute.
-    if ! wait_for "$state" "fleet $prefix" $((60 + count / 15)) fleet_ready "$state" "$selector" "$count"; then
+    # nodes took over 140 s with both cores busy: 15 a second, plus a minute, by default; on a
+    # machine loaded by other work 4,000 took longer than 326 s, so callers may give more.
+    [[ -n $ready_timeout ]] || ready_timeout=$((60 + count / 15))
+    if ! wait_for "$state" "fleet $prefix" "$ready_timeout" fleet_ready "$state" "$selector" "$count"; then
         tail -n 20 "$state/logs/kwok-$prefix.log" >&2
         die "fleet $prefix not Ready"
     fi
