@@ -3,7 +3,7 @@
 # plane (scripts/k8s/control-plane.sh), whose pods run for real as the nodes' processes.
 #
 #   scripts/kube-lab.sh up NAME --nodes N [--rates R1,R2,...] [--subnet S] [--bin CMD=PATH]...
-#                       [--lab-servers] [--apiserver-arg ARG]...
+#                       [--lab-servers] [--ipv6] [--apiserver-arg ARG]...
 #   scripts/kube-lab.sh down NAME
 #
 # `up` makes lab NAME (node i: namespace NAME-n<i> at 198.18.S.i, shaped to R<i> Mbit/s; 100
@@ -14,7 +14,8 @@
 # the node's namespace, as its runAsUser, with its environment (downward API included), its
 # ServiceAccount token (TokenRequest, bound to the pod) at
 # /var/run/secrets/kubernetes.io/serviceaccount, its Secrets and ConfigMaps, and its exit
-# reported as the pod's status. The lab's own iperf3 servers are stopped (the chart's server
+# reported as the pod's status. --ipv6 makes the nodes dual-stack (lab.sh --ipv6: node i also
+# has 2001:db8:S::i), and the pods' status.podIPs (hostIPs) list both addresses, IPv4 first. The lab's own iperf3 servers are stopped (the chart's server
 # pods take their place) unless --lab-servers. Prints `host-address: 198.18.S.254` (where
 # tests start what the pods push to) and, on its last line, the admin kubeconfig's path.
 # `down` stops every process and removes the namespaces and the state, also after a failed up.
@@ -53,7 +54,7 @@ up_failed() {
 up() {
     local name=$1
     shift
-    local nodes="" rates="" subnet=90 bins=() lab_servers=0 apiserver_args=()
+    local nodes="" rates="" subnet=90 bins=() lab_servers=0 apiserver_args=() ipv6=()
     while [[ $# -gt 0 ]]; do
         case $1 in
             --nodes) nodes=$2; shift 2 ;;
@@ -61,6 +62,7 @@ up() {
             --subnet) subnet=$2; shift 2 ;;
             --bin) bins+=(--bin "$2"); shift 2 ;;
             --lab-servers) lab_servers=1; shift ;;
+            --ipv6) ipv6=(--ipv6); shift ;;
             --apiserver-arg) apiserver_args+=(--apiserver-arg "$2"); shift 2 ;;
             *) usage ;;
         esac
@@ -92,7 +94,7 @@ up() {
     echo "$subnet" >"$state/subnet"
     echo "$nodes" >"$state/nodes"
 
-    "$repo/tests/lab/lab.sh" up "$name" --rates "$rates" --subnet "$subnet" >/dev/null
+    "$repo/tests/lab/lab.sh" up "$name" --rates "$rates" --subnet "$subnet" "${ipv6[@]}" >/dev/null
     if [[ $lab_servers -eq 0 ]]; then
         local pidfile pid
         for pidfile in "$LAB_STATE_ROOT/$name"/n*.pid; do
@@ -123,7 +125,7 @@ YAML
     for ((i = 1; i <= nodes; i++)); do
         "$repo/scripts/k8s/control-plane.sh" add-node "$name" "n$i" --ip "198.18.$subnet.$i" \
             --netns "$name-n$i" --config "$state/kwok-exec.yaml" >/dev/null
-        node_args+=(--node "n$i=$name-n$i=198.18.$subnet.$i")
+        node_args+=(--node "n$i=$name-n$i=198.18.$subnet.$i${ipv6:+,2001:db8:$subnet::$i}")
     done
     phase "nodes"
 

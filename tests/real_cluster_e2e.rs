@@ -48,8 +48,8 @@ fn chart_path() -> &'static str {
 
 /// Every directed pair of `pairs` has a successful TCP sample with `cluster` in Prometheus,
 /// each within RATE_TOLERANCE of its path's shaped rate.
-fn assert_tcp_rates(prom: &Prometheus, lab: &KubeLab, cluster: &str, pairs: &[(String, String)]) {
-    let selector = format!("protocol=\"tcp\",cluster=\"{cluster}\"");
+fn assert_tcp_rates(prom: &Prometheus, lab: &KubeLab, cluster: &str, family: &str, pairs: &[(String, String)]) {
+    let selector = format!("protocol=\"tcp\",cluster=\"{cluster}\",ip_family=\"{family}\"");
     let success = prom.by_pair(&format!("iperf3_test_success{{{selector}}}"));
     assert_eq!(success.keys().cloned().collect::<Vec<_>>(), pairs, "{cluster}: tcp pairs in Prometheus");
     assert!(success.values().all(|v| *v == 1.0), "{cluster}: failed tcp tests: {success:?}");
@@ -94,7 +94,8 @@ fn all_pairs(nodes: &[String]) -> Vec<(String, String)> {
 #[test]
 fn chart_measures_every_pair_on_a_real_cluster() {
     let _lock = lab_lock();
-    let lab = KubeLab::up("rce", 160, &[50, 100, 150, 200]);
+    // Dual-stack: the mesh run measures both families; star and the run without exec IPv4 alone.
+    let lab = KubeLab::up("rce", 160, &[50, 100, 150, 200], &["--ipv6"]);
     let prom = Prometheus::start_on(&lab.host, &[]);
     let ns = "iperf3-monitor";
     create_namespace(&lab, ns, "privileged");
@@ -125,13 +126,15 @@ fn chart_measures_every_pair_on_a_real_cluster() {
     let (ok, code, log, seconds) = lab.run_job(ns, CRONJOB, "mesh-1", JOB_TIMEOUT);
     eprintln!("--- mesh job ({seconds:.1} s) ---\n{log}");
     assert!(ok && code == 0, "mesh job: exit {code}");
-    assert_tcp_rates(&prom, &lab, "mesh", &all_pairs(&lab.node_names()));
+    for family in ["ipv4", "ipv6"] {
+        assert_tcp_rates(&prom, &lab, "mesh", family, &all_pairs(&lab.node_names()));
+    }
 
     // Star: the clients run in the job's pod; one run from each node covers every pair.
     let mut star_pairs = Vec::new();
     for node in lab.node_names() {
         let selector = format!("job.nodeSelector.kubernetes\\.io/hostname={node}");
-        helm_install(&lab, ns, &with(&["cluster=star", "job.mode=star", &selector]));
+        helm_install(&lab, ns, &with(&["cluster=star", "job.mode=star", "job.ipFamilies={ipv4}", &selector]));
         if node == "n1" {
             let sa = lab.service_account_kubeconfig(ns, SA);
             assert!(
@@ -145,10 +148,11 @@ fn chart_measures_every_pair_on_a_real_cluster() {
         star_pairs.extend(lab.node_names().into_iter().filter(|d| *d != node).map(|d| (node.clone(), d)));
     }
     star_pairs.sort();
-    assert_tcp_rates(&prom, &lab, "star", &star_pairs);
+    assert_tcp_rates(&prom, &lab, "star", "ipv4", &star_pairs);
+    assert!(prom.query("iperf3_test_success{cluster=\"star\",ip_family=\"ipv6\"}").is_empty(), "job.ipFamilies");
 
     // Mesh without pods/exec in the Role: every test fails, naming the permission.
-    helm_install(&lab, ns, &with(&["cluster=noexec"]));
+    helm_install(&lab, ns, &with(&["cluster=noexec", "job.ipFamilies={ipv4}"]));
     let rules = lab.kubectl_ok(&["-n", ns, "get", "role", CRONJOB, "-o", "jsonpath={.rules[1].resources}"]);
     assert!(rules.contains("pods/exec"), "the Role's second rule: {rules}");
     lab.kubectl_ok(&[
@@ -180,7 +184,7 @@ fn chart_measures_every_pair_on_a_real_cluster() {
 #[test]
 fn pod_security_levels_and_cluster_scope() {
     let _lock = lab_lock();
-    let lab = KubeLab::up("rcpsa", 161, &[100, 100]);
+    let lab = KubeLab::up("rcpsa", 161, &[100, 100], &[]);
     let dry_run = ["job.dryRun=true".to_string(), "job.suspend=true".to_string()];
 
     // baseline: the chart refuses to install hostNetwork servers, saying which label to set.

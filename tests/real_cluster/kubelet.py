@@ -96,9 +96,12 @@ class Kubelet:
         self.state = args.state
         self.logdir = args.log_dir
         self.nodes = {}
+        # NAME=NETNS=IP[,IP]: the node's addresses, the primary (IPv4) first.
+        self.node_ips = {}
         for spec in args.node:
-            name, netns, ip = spec.split("=")
-            self.nodes[name] = (netns, ip)
+            name, netns, ips = spec.split("=")
+            self.nodes[name] = (netns, ips.split(",")[0])
+            self.node_ips[name] = ips.split(",")
         self.bindir = os.path.join(self.state, "bin")
         os.makedirs(self.bindir, exist_ok=True)
         os.chmod(self.bindir, 0o755)
@@ -329,6 +332,8 @@ class Kubelet:
     def running_status(self, pod):
         container = pod.obj["spec"]["containers"][0]
         ip = self.nodes[pod.node][1]
+        # As a dual-stack kubelet reports a hostNetwork pod: every address of its node.
+        ips = [{"ip": a} for a in self.node_ips[pod.node]]
         t = now()
         ready = "True" if pod.ready else "False"
         cs = {"name": container["name"], "image": container.get("image", ""), "imageID": "",
@@ -337,7 +342,7 @@ class Kubelet:
         if pod.last_exit is not None:
             cs["lastState"] = {"terminated": {"exitCode": pod.last_exit, "finishedAt": t}}
         return {
-            "phase": "Running", "hostIP": ip, "hostIPs": [{"ip": ip}], "podIP": ip, "podIPs": [{"ip": ip}],
+            "phase": "Running", "hostIP": ip, "hostIPs": ips, "podIP": ip, "podIPs": ips,
             "startTime": pod.obj["status"].get("startTime", pod.started_at),
             "conditions": [
                 {"type": "PodScheduled", "status": "True"},

@@ -46,13 +46,15 @@ fn helm() -> PathBuf {
 impl KubeLab {
     /// `scripts/kube-lab.sh up NAME --nodes N --rates ...`, with the chart's job command
     /// `iperf3-monitor` mapped to the binary under test.
-    pub fn up(name: &str, subnet: u8, rates: &[u32]) -> KubeLab {
+    /// `extra`: more `scripts/kube-lab.sh up` flags (`--ipv6`).
+    pub fn up(name: &str, subnet: u8, rates: &[u32], extra: &[&str]) -> KubeLab {
         let helm = helm();
         let started = Instant::now();
         let rates_arg = rates.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
         let output = Command::new(repo().join("scripts/kube-lab.sh"))
             .args(["up", name, "--nodes", &rates.len().to_string(), "--rates", &rates_arg])
             .args(["--subnet", &subnet.to_string(), "--bin", &format!("iperf3-monitor={}", binary())])
+            .args(extra)
             .output()
             .expect("running scripts/kube-lab.sh");
         eprintln!("{}", text(&output.stderr));
