@@ -14,7 +14,7 @@
 #
 # --debug: the same with `cargo build --locked` (the dev profile), its symbols
 # stripped. After `cargo test`, which builds that very binary, it compiles
-# nothing; its image is about 45 MB, over the smoke test's 40-MB limit
+# nothing; its image is about 44 MB, over the smoke test's 40-MB limit
 # (SMOKE_MAX_IMAGE_MB=50 scripts/smoke-image.sh). For trying changes, not for
 # publishing (the release workflow builds from source, in release mode).
 #
