@@ -20,7 +20,6 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(args.log_format);
-    let output = args.output;
     let config = match args.into_config(std::env::var("NODE_NAME").ok()) {
         Ok(config) => config,
         Err(e) => {
@@ -28,10 +27,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
+    let (output, matrix_svg) = (config.output, config.matrix_svg.clone());
     match iperf3_monitor::run(config).await {
         Ok(outcome) => {
             let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-            if let Err(e) = outcome.write(output, &mut stdout).and_then(|()| stdout.flush()) {
+            let written = outcome.write_out(output, matrix_svg.as_deref(), &mut stdout);
+            if let Err(e) = written.and_then(|()| stdout.flush()) {
                 tracing::error!("writing the report to stdout: {e}");
             }
             ExitCode::from(outcome.exit_code())

@@ -1,10 +1,9 @@
 //! Where results go: a Prometheus remote-write endpoint, a Pushgateway, and stdout.
 
+pub mod exposition;
 pub mod http;
 pub mod pushgateway;
 pub mod remote_write;
-pub mod report;
-pub mod svg;
 
 use std::time::{Duration, Instant};
 

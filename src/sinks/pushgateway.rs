@@ -10,8 +10,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
 
 use super::Delivery;
+use super::exposition::exposition;
 use super::http::{Request, Session, redacted};
-use super::report::exposition;
 use crate::config::PushgatewayTarget;
 use crate::samples::{LabelValue, Sample, SampleSource};
 

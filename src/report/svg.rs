@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::RunReport;
+use super::RunReport;
 use crate::measure::Outcome;
 
 const CELL_WIDTH: usize = 72;
@@ -31,7 +31,7 @@ pub fn heatmap(report: &RunReport) -> String {
     let _ = writeln!(svg, r#"<rect width="{width}" height="{height}" fill="white"/>"#);
     for (p, &(protocol, family)) in matrices.iter().enumerate() {
         let cells = report.cells(protocol, family);
-        let name = super::report::matrix_name(report, protocol, family);
+        let name = super::table::matrix_name(report, protocol, family);
         let fastest =
             cells.values().filter_map(|m| m.result()).map(|r| r.received_bytes_per_second()).fold(0.0, f64::max);
         let top = p * (panel_height + GAP) + 10;
@@ -174,7 +174,7 @@ mod tests {
                 measurement("n2", "a<b", Outcome::Failure(Failure::new(FailureReason::Refused, "x"))),
             ],
             deliveries: vec![],
-            sample_facts: crate::SampleFacts {
+            sample_facts: crate::report::SampleFacts {
                 targets: vec![],
                 run: crate::samples::RunFacts {
                     started_at: SystemTime::UNIX_EPOCH,

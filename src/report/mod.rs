@@ -1,0 +1,198 @@
+//! What a run made: the report of a run that measured (and the samples built from it), the plan
+//! of a dry run, and their renderings: the matrices ([`table`]), the heatmap ([`svg`]), the JSON.
+
+pub mod svg;
+pub mod table;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::config::{Mode, Output, Protocol};
+use crate::error::exit_code;
+use crate::measure::{self, Measurement, StopReason};
+use crate::samples::{RunFacts, RunSamples, SampleSource};
+use crate::schedule::{Plan, Schedule};
+use crate::sinks::{Delivery, exposition};
+use crate::targets::{IpFamily, Node};
+
+/// The result of a run that measured.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub mode: Mode,
+    pub started_at_unix_seconds: f64,
+    pub duration_seconds: f64,
+    /// Node names; in star mode the source comes first.
+    pub nodes: Vec<String>,
+    pub protocols: Vec<Protocol>,
+    /// The IP families measured, each over the nodes with an address in it.
+    pub ip_families: Vec<IpFamily>,
+    /// Directed pairs whose nodes share none of the families measured: not measured.
+    pub pairs_without_ip_family: u64,
+    pub plan: Plan,
+    pub rounds_run: usize,
+    pub rounds_skipped: usize,
+    /// Planned tests not run (stopped, or the budget ran out).
+    pub tests_not_run: usize,
+    /// Whether `--pairing auto` switched to exclusive pairing: duplex tests were limited by
+    /// their nodes' shared CPU, or read low against the same test alone.
+    pub switched_to_exclusive: bool,
+    /// Duplex tests `--pairing auto` measured again alone to check them.
+    pub calibrations: Vec<measure::Calibrated>,
+    /// Why planned tests were not run (`signal`, `budget`), or null.
+    pub stopped: Option<StopReason>,
+    pub measurements: Vec<Measurement>,
+    pub deliveries: Vec<Delivery>,
+    /// What the samples are built from, besides the measurements.
+    #[serde(skip)]
+    pub sample_facts: SampleFacts,
+}
+
+/// What a run's samples need besides its measurements: the node labels, the run-level facts
+/// and the cluster label.
+#[derive(Debug)]
+pub struct SampleFacts {
+    pub targets: Vec<Node>,
+    pub run: RunFacts,
+    pub cluster: Option<String>,
+}
+
+impl RunReport {
+    /// The run's samples, built batch by batch when asked for.
+    pub fn samples(&self) -> RunSamples<'_> {
+        let facts = &self.sample_facts;
+        RunSamples::new(&self.measurements, &facts.targets, &facts.run, facts.cluster.as_deref())
+    }
+
+    /// The rows of the source × destination matrix: every node in mesh mode, the source in star mode.
+    pub fn sources(&self) -> Vec<&str> {
+        match self.mode {
+            Mode::Mesh => self.nodes.iter().map(String::as_str).collect(),
+            Mode::Star => self.nodes.first().map(String::as_str).into_iter().collect(),
+        }
+    }
+
+    /// The (protocol, IP family) matrices the report shows, in order.
+    pub fn matrices(&self) -> Vec<(Protocol, IpFamily)> {
+        self.ip_families.iter().flat_map(|&f| self.protocols.iter().map(move |&p| (p, f))).collect()
+    }
+
+    /// The measurements of one protocol and IP family by (source, destination).
+    pub fn cells(&self, protocol: Protocol, family: IpFamily) -> Cells<'_> {
+        let nodes: HashMap<&str, u32> = self.nodes.iter().zip(0..).map(|(name, i)| (name.as_str(), i)).collect();
+        let cells = self
+            .measurements
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.protocol == protocol && m.ip_family == family)
+            .filter_map(|(i, m)| Some(((*nodes.get(&*m.source)?, *nodes.get(&*m.destination)?), i)))
+            .collect();
+        Cells { nodes, cells, measurements: &self.measurements }
+    }
+
+    /// 0: all good; 1: some tests failed; 3: some samples were not delivered; 5: stopped
+    /// before the planned rounds were done (what was measured was delivered).
+    pub fn exit_code(&self) -> u8 {
+        if self.deliveries.iter().any(|d| !d.ok()) {
+            exit_code::DELIVERY
+        } else if self.stopped.is_some() {
+            exit_code::STOPPED
+        } else if self.measurements.iter().any(|m| m.failure().is_some()) {
+            exit_code::TESTS_FAILED
+        } else {
+            exit_code::OK
+        }
+    }
+}
+
+/// The measurements of one protocol, found by source and destination: the last one of a pair
+/// if it has several. Keyed by node indexes rather than names, so that the 45,000 cells of a
+/// 1,000-node run take about 1 MB.
+#[derive(Debug)]
+pub struct Cells<'a> {
+    nodes: HashMap<&'a str, u32>,
+    cells: HashMap<(u32, u32), usize>,
+    measurements: &'a [Measurement],
+}
+
+impl<'a> Cells<'a> {
+    pub fn get(&self, source: &str, destination: &str) -> Option<&'a Measurement> {
+        let key = (*self.nodes.get(source)?, *self.nodes.get(destination)?);
+        self.cells.get(&key).map(|&i| &self.measurements[i])
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &'a Measurement> + '_ {
+        self.cells.values().map(|&i| &self.measurements[i])
+    }
+}
+
+/// The plan of a run that was asked not to measure.
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    pub mode: Mode,
+    pub nodes: Vec<String>,
+    pub protocols: Vec<Protocol>,
+    pub ip_families: Vec<IpFamily>,
+    pub pairs_without_ip_family: u64,
+    pub rounds_per_protocol: usize,
+    pub tests_per_round: usize,
+    pub pairs_per_protocol: usize,
+    pub concurrency: usize,
+    pub budget_seconds: Option<u64>,
+    pub interval_seconds: u64,
+    pub plan: Plan,
+    #[serde(skip)]
+    pub(crate) schedule: Schedule,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Measured(Box<RunReport>),
+    Planned(Box<DryRun>),
+}
+
+impl RunOutcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunOutcome::Measured(report) => report.exit_code(),
+            RunOutcome::Planned(_) => exit_code::OK,
+        }
+    }
+
+    /// Writes the run's outputs: the `--matrix-svg` heatmap of a run that measured (if asked
+    /// for; failing to write it loses no measurement and is logged), then `output` to `out`.
+    pub fn write_out(
+        &self,
+        output: Output,
+        matrix_svg: Option<&std::path::Path>,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        if let (RunOutcome::Measured(report), Some(path)) = (self, matrix_svg) {
+            match std::fs::write(path, svg::heatmap(report)) {
+                Ok(()) => tracing::info!(path = %path.display(), "wrote the matrix heatmap"),
+                Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot write --matrix-svg"),
+            }
+        }
+        self.write(output, out)
+    }
+
+    /// Writes what goes to stdout. The matrix and the JSON are written as they are made: for a
+    /// 1,000-node run either would be tens of MB as one string.
+    pub fn write(&self, output: Output, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        match (self, output) {
+            (RunOutcome::Measured(report), Output::Table) => table::table(report, out),
+            (RunOutcome::Measured(report), Output::Json) => write_json(out, report.as_ref()),
+            (RunOutcome::Measured(report), Output::Prometheus) => {
+                out.write_all(exposition::exposition(&report.samples().collect_all(), true).as_bytes())
+            }
+            (RunOutcome::Planned(dry), Output::Json) => write_json(out, dry.as_ref()),
+            (RunOutcome::Planned(dry), _) => out.write_all(table::plan_text(dry, &dry.schedule, &dry.nodes).as_bytes()),
+        }
+    }
+}
+
+fn write_json(out: &mut impl std::io::Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    out.write_all(b"\n")
+}
