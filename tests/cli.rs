@@ -5,20 +5,15 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use clap::CommandFactory;
 use iperf3_monitor::config::Cli;
 use serde_json::Value;
 
 fn monitor(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(common::binary());
-    command.args(args).env_remove("NODE_NAME");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IPERF3_MONITOR_") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = common::monitor_command();
+    command.args(args);
     command.envs(env.iter().copied());
     command.output().expect("running iperf3-monitor")
 }
@@ -160,7 +155,7 @@ fn configuration_errors_name_the_offender_and_exit_2() {
 #[test]
 fn without_inventory_or_cluster_discovery_fails_with_exit_4() {
     let home = tempfile::tempdir().unwrap();
-    let output = Command::new(common::binary())
+    let output = common::monitor_command()
         .args(["run", "--protocols", "tcp"])
         .env_remove("KUBECONFIG")
         .env_remove("KUBERNETES_SERVICE_HOST")
@@ -235,7 +230,7 @@ fn bad_environment_values_and_non_utf8_arguments_exit_2() {
         assert_eq!(output.status.code(), Some(2), "{key}={value}: {}", stderr(&output));
         assert!(stderr(&output).contains(flag), "{key}={value}: {}", stderr(&output));
     }
-    let output = Command::new(common::binary())
+    let output = common::monitor_command()
         .args(["run", "--dry-run", "--inventory", &good, "--cluster"])
         .arg(std::ffi::OsStr::from_bytes(b"\xff\xfe"))
         .output()

@@ -13,6 +13,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -367,11 +369,8 @@ fn the_dry_run_plans_the_lower_bound_of_rounds() {
             &["--mode", "star", "--source-node", "n0"],
         ];
         for extra in cases {
-            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_iperf3-monitor"));
+            let mut command = common::monitor_command();
             command.args(["run", "--dry-run", "--protocols", "tcp", "--inventory"]).arg(&inventory).args(extra);
-            for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("IPERF3_MONITOR_") || k == "NODE_NAME") {
-                command.env_remove(key);
-            }
             let output = command.output().unwrap();
             let stdout = String::from_utf8_lossy(&output.stdout);
             let line = stdout.lines().find(|l| l.starts_with("rounds per protocol: ")).unwrap_or_else(|| {
@@ -451,12 +450,9 @@ fn exposition_of_a_run() -> String {
         "nodes:\n  - {name: n1, address: 198.18.9.1}\n  - {name: n2, address: 198.18.9.2}\n  - {name: n3, address: 198.18.9.3}\n",
     )
     .unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_iperf3-monitor"));
+    let mut command = common::monitor_command();
     command.args(["run", "--cluster", "lab", "--output", "prometheus", "--duration", "1", "--inventory"]);
     command.arg(&inventory).arg("--iperf3").arg(&client);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("IPERF3_MONITOR_") || k == "NODE_NAME") {
-        command.env_remove(key);
-    }
     let output = command.output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -235,12 +237,7 @@ fn every_run_command_in_the_docs_parses_with_the_real_flags() {
 }
 
 fn monitor(args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_iperf3-monitor"));
-    command.args(args).env_remove("NODE_NAME");
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("IPERF3_MONITOR_")) {
-        command.env_remove(key);
-    }
-    command.output().unwrap()
+    common::monitor_command().args(args).output().unwrap()
 }
 
 #[test]

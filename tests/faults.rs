@@ -531,7 +531,7 @@ const NS: &str = "monitoring";
 
 fn run_k8s(kubeconfig: &std::path::Path, args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
-    let output = std::process::Command::new(common::binary())
+    let output = common::monitor_command()
         .arg("run")
         .args(args)
         .env("KUBECONFIG", kubeconfig)
@@ -602,7 +602,7 @@ fn the_api_server_failing_or_slow_during_discovery() {
     server.delay_requests("/pods", Duration::from_secs(20), 1);
     let before = server.arrived().len();
     let started = Instant::now();
-    let child = std::process::Command::new(common::binary())
+    let child = common::monitor_command()
         .args(["run", "--protocols", "tcp", "--remote-write-url", &url, "--api-timeout", "30"])
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "info")

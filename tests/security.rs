@@ -230,7 +230,7 @@ fn authenticated_servers_let_in_the_right_password_only() {
     let mut args = base.to_vec();
     args.extend(auth.flags(&auth.right));
     args.extend(["--remote-write-url", &url]);
-    let output = Command::new(common::binary()).arg("run").args(&args).env("RUST_LOG", "trace").output().unwrap();
+    let output = common::monitor_command().arg("run").args(&args).env("RUST_LOG", "trace").output().unwrap();
     eprintln!("--- iperf3-monitor stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(1), "the tests to n3 failed");
     let expected: Vec<_> = [("n1", "n2"), ("n1", "n3"), ("n2", "n1"), ("n2", "n3"), ("n3", "n1"), ("n3", "n2")]
@@ -271,7 +271,7 @@ fn authenticated_servers_through_pods_exec_read_the_password_in_the_pod() {
     let run = |password_file: &Path| {
         let mut args = vec!["--protocols", "tcp", "--duration", "1", "--output", "json"];
         args.extend(auth.flags(password_file));
-        let output = Command::new(common::binary())
+        let output = common::monitor_command()
             .arg("run")
             .args(&args)
             .env("KUBECONFIG", &kubeconfig)
@@ -319,7 +319,7 @@ fn the_kubernetes_api_certificate_is_verified() {
     )
     .unwrap();
     let dry = |kubeconfig: &Path| {
-        Command::new(common::binary())
+        common::monitor_command()
             .args(["run", "--dry-run"])
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")

@@ -32,6 +32,24 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_iperf3-monitor")
 }
 
+/// `iperf3-monitor` as every test starts it, from a clean environment ([`clean_env`]).
+pub fn monitor_command() -> Command {
+    let mut command = Command::new(binary());
+    clean_env(&mut command);
+    command
+}
+
+/// No `IPERF3_MONITOR_*` or `NODE_NAME` leaks into a run from the developer's shell; logging at
+/// info (RUST_LOG).
+pub fn clean_env(command: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("IPERF3_MONITOR_") {
+            command.env_remove(key);
+        }
+    }
+    command.env_remove("NODE_NAME").env("RUST_LOG", "info")
+}
+
 /// A lab of namespaces (tests/lab/lab.sh), torn down on drop, even after a failed assertion.
 pub struct Lab {
     pub name: String,
@@ -210,23 +228,16 @@ pub fn run_monitor(prefix: &[&str], args: &[&str]) -> Output {
     argv.push(binary());
     argv.push("run");
     argv.extend_from_slice(args);
-    let output = Command::new(argv[0])
-        .args(&argv[1..])
-        .env("RUST_LOG", "info")
-        .env_remove("NODE_NAME")
-        .output()
-        .expect("running iperf3-monitor");
+    let output = clean_env(&mut Command::new(argv[0])).args(&argv[1..]).output().expect("running iperf3-monitor");
     eprintln!("--- iperf3-monitor stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
     output
 }
 
 /// Starts `iperf3-monitor run` with `args`, stdout and stderr piped; kill it by its pid.
 pub fn spawn_monitor(args: &[&str]) -> Child {
-    Command::new(binary())
+    monitor_command()
         .arg("run")
         .args(args)
-        .env("RUST_LOG", "info")
-        .env_remove("NODE_NAME")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
