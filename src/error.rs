@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Exit codes of `iperf3-monitor run`, documented in the README.
+/// Exit codes of `iperf3-monitor run`, documented in docs/reference/exit-codes.md (checked by tests/contracts.rs).
 pub mod exit_code {
     /// Every planned test succeeded and every result was delivered.
     pub const OK: u8 = 0;

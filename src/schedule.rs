@@ -301,7 +301,7 @@ fn matching_pairs(n: usize, m: usize) -> impl Iterator<Item = (usize, usize)> {
 
 /// What one test is expected to cost beyond `--duration` when planning a budget: process start,
 /// connection, parameter exchange and results. Measured on the lab: about 40 ms per test
-/// (README, "Performance"); 100 ms leaves room for pods/exec set-up in a cluster.
+/// (docs/performance.md); 100 ms leaves room for pods/exec set-up in a cluster.
 pub const TEST_ALLOWANCE: Duration = Duration::from_millis(100);
 
 /// One planned test: a pair and the round (cycle index, protocol and IP family) it belongs to.

@@ -579,7 +579,7 @@ mod tests {
     /// A scripted runner: answers per destination address, records what ran where.
     #[test]
     fn a_measurement_stays_small() {
-        // A 1,000-node run holds 45,000 of them until it ends (README, "Memory of large runs").
+        // A 1,000-node run holds 45,000 of them until it ends (docs/performance.md, "Memory of large runs").
         assert!(std::mem::size_of::<Measurement>() <= 160, "{}", std::mem::size_of::<Measurement>());
     }
 
