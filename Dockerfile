@@ -24,6 +24,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
+# Not built, but Cargo.toml's [[bench]] names it: without it cargo refuses the manifest.
+COPY benches ./benches
 RUN cargo build --release --locked \
     && install -D -m 0755 target/release/iperf3-monitor /out/iperf3-monitor
 
