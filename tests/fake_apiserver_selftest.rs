@@ -245,6 +245,12 @@ async fn objects_have_the_real_wire_shape() {
             assert!(meta[field].is_string(), "metadata.{field}: {meta}");
         }
         assert_eq!(meta["labels"]["app.kubernetes.io/component"], "server");
+        // The bulk of a real pod that no client reads: one entry per writer.
+        let managers: Vec<&str> =
+            meta["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
+        assert_eq!(managers, ["kube-controller-manager", "kwok"]);
+        assert!(meta["managedFields"][1]["fieldsV1"]["f:status"]["f:conditions"]["k:{\"type\":\"Ready\"}"].is_object());
+        assert!(meta["managedFields"][0]["fieldsV1"]["f:spec"]["f:containers"]["k:{\"name\":\"iperf3\"}"].is_object());
         assert_eq!(ready["spec"]["nodeName"], "node-1");
         assert_eq!(ready["spec"]["containers"][0]["name"], "iperf3");
         let port = &ready["spec"]["containers"][0]["ports"][0];

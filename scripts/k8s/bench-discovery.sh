@@ -8,7 +8,8 @@
 # Holds the lab lock (/run/iperf3-monitor-lab.lock) while it runs, as the lab tests do: the
 # fleet keeps both cores busy for minutes. Prints three lines per COUNT: pods, wall seconds of
 # the run (discovery, planning and the printed plan), the seconds until the job logged the end of
-# the list, peak RSS, and the load average then. Control plane `bench` on 127.0.0.1, removed at
+# the list, peak RSS, the seconds `kubectl get pods --chunk-size=500` took just before (the
+# API server's share), and the load average then. Control plane `bench` on 127.0.0.1, removed at
 # the end (also after a failure).
 #
 # The fleet is added 1,000 nodes at a time (a kwok each), each given up to FLEET_READY_SECONDS
@@ -78,6 +79,10 @@ for count in "${counts[@]}"; do
     done
     echo "bench-discovery: $count server pods Running in $((SECONDS - start)) s" >&2
     for attempt in 1 2 3; do
+        # The API server's share: the same pages, listed by kubectl as the same ServiceAccount.
+        kubectl_started=$(date +%s.%N)
+        KUBECONFIG="$work/sa.kubeconfig" kubectl get pods -l "$selector" --chunk-size=500 -o name >/dev/null
+        kubectl_list=$(python3 -c 'import sys, time; print(f"{time.time() - float(sys.argv[1]):.2f}")' "$kubectl_started")
         started=$(date +%s.%N)
         /usr/bin/time -f "%e %M" -o "$work/time" env KUBECONFIG="$work/sa.kubeconfig" "$binary" run --dry-run \
             --namespace "$ns" --selector "$selector" --page-size 500 --protocols tcp --log-format json \
@@ -91,6 +96,6 @@ for line in open(sys.argv[1]):
         t = datetime.datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00"))
         print(f"{t.timestamp() - float(sys.argv[2]):.2f}")
         break' "$work/log" "$started")
-        echo "pods=$count attempt=$attempt wall=${wall}s listed_after=${listed}s peak_rss=$((rss / 1024))MB ${discovered} load=$(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "pods=$count attempt=$attempt wall=${wall}s listed_after=${listed}s peak_rss=$((rss / 1024))MB kubectl_list=${kubectl_list}s ${discovered} load=$(cut -d' ' -f1-3 /proc/loadavg)"
     done
 done

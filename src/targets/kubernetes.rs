@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node as KubeNode, Pod};
+use futures::AsyncReadExt;
 use kube::api::{Api, ListParams};
+use kube::core::ObjectList;
 use kube::{Client, Config};
 use serde::de::DeserializeOwned;
 
+use super::kube_objects::{LabelledNode, ServerPod, ServerPodStatus};
 use super::{Address, Node, NodeLabel, PodRef, address};
 use crate::config::{KubernetesSettings, NodeLabelNames};
 use crate::error::{Error, Result};
@@ -38,13 +40,13 @@ pub async fn discover(
     let client = Client::try_from(config)
         .map_err(|e| Error::Discovery { message: format!("connecting to the Kubernetes API at {server}: {e}") })?;
 
-    let (api, scope): (Api<Pod>, String) = if settings.all_namespaces {
+    let (api, scope): (Api<ServerPod>, String) = if settings.all_namespaces {
         (Api::all(client.clone()), "all namespaces".into())
     } else {
         (Api::namespaced(client.clone(), &namespace), format!("namespace {namespace}"))
     };
     let params = ListParams::default().labels(&settings.selector);
-    let pods = list_all(&api, &params, settings.page_size, settings.api_timeout, slim_pod).await.map_err(|e| {
+    let pods = list_all(&api, &params, settings.page_size, settings.api_timeout).await.map_err(|e| {
         explain(e, &format!("listing pods with selector '{}' in {scope}", settings.selector), "list", "pods", &scope)
     })?;
     let selection = select_servers(&pods, default_port, settings.container.as_deref());
@@ -63,8 +65,8 @@ pub async fn discover(
     }
     let mut nodes = selection.nodes;
     if !settings.node_labels.is_empty() {
-        let api: Api<KubeNode> = Api::all(client.clone());
-        let kube_nodes = list_all(&api, &ListParams::default(), settings.page_size, settings.api_timeout, slim_node)
+        let api: Api<LabelledNode> = Api::all(client.clone());
+        let kube_nodes = list_all(&api, &ListParams::default(), settings.page_size, settings.api_timeout)
             .await
             .map_err(|e| explain(e, "listing nodes for --node-label-keys", "list", "nodes", "the cluster"))?;
         attach_labels(&mut nodes, &kube_nodes, &settings.node_labels);
@@ -87,17 +89,11 @@ const INTERNAL_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Lists every object, page by page (`limit` + `continue`). An expired continue token (410)
 /// restarts the list once, as client-go does; a page answered 500 is asked for again.
-/// Each object is passed through `keep` as its page arrives, so only one page of whole objects
-/// is held at a time (a real server pod is about 55 KB in memory; 5,000 took 290 MB).
-async fn list_all<K>(
-    api: &Api<K>,
-    params: &ListParams,
-    page_size: u32,
-    timeout: Duration,
-    keep: fn(K) -> K,
-) -> Result<Vec<K>, ListError>
+/// `K` is one of the slim types of [`super::kube_objects`]: a page is parsed into what
+/// discovery reads, never into whole objects.
+async fn list_all<K>(api: &Api<K>, params: &ListParams, page_size: u32, timeout: Duration) -> Result<Vec<K>, ListError>
 where
-    K: Clone + DeserializeOwned + Debug,
+    K: kube::Resource + Clone + DeserializeOwned + Debug,
 {
     let mut items = Vec::new();
     let mut token: Option<String> = None;
@@ -108,7 +104,7 @@ where
         if let Some(token) = &token {
             page_params = page_params.continue_token(token);
         }
-        let page = match tokio::time::timeout(timeout, api.list(&page_params)).await {
+        let page = match tokio::time::timeout(timeout, list_page(api, &page_params)).await {
             Err(_) => return Err(ListError::Timeout(timeout)),
             Ok(Err(kube::Error::Api(status))) if status.code == 410 && !restarted => {
                 tracing::warn!("the list's continue token expired; listing again from the start");
@@ -132,7 +128,7 @@ where
             }
             Ok(result) => result.map_err(ListError::Api)?,
         };
-        items.extend(page.items.into_iter().map(keep));
+        items.extend(page.items);
         match page.metadata.continue_ {
             Some(next) if !next.is_empty() => token = Some(next),
             _ => return Ok(items),
@@ -140,46 +136,17 @@ where
     }
 }
 
-/// What [`select_servers`] reads of a pod, and nothing else (managed fields, volumes, env,
-/// annotations and the rest are dropped).
-fn slim_pod(pod: Pod) -> Pod {
-    use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus};
-    use kube::api::ObjectMeta;
-    let meta = pod.metadata;
-    Pod {
-        metadata: ObjectMeta {
-            name: meta.name,
-            namespace: meta.namespace,
-            creation_timestamp: meta.creation_timestamp,
-            deletion_timestamp: meta.deletion_timestamp,
-            ..ObjectMeta::default()
-        },
-        spec: pod.spec.map(|spec| PodSpec {
-            node_name: spec.node_name,
-            containers: spec
-                .containers
-                .into_iter()
-                .map(|c| Container { name: c.name, ports: c.ports, resources: c.resources, ..Container::default() })
-                .collect(),
-            ..PodSpec::default()
-        }),
-        status: pod.status.map(|status| PodStatus {
-            phase: status.phase,
-            conditions: status.conditions,
-            pod_ip: status.pod_ip,
-            pod_ips: status.pod_ips,
-            ..PodStatus::default()
-        }),
-    }
-}
-
-/// What [`attach_labels`] reads of a node: its name and labels.
-fn slim_node(node: KubeNode) -> KubeNode {
-    use kube::api::ObjectMeta;
-    KubeNode {
-        metadata: ObjectMeta { name: node.metadata.name, labels: node.metadata.labels, ..ObjectMeta::default() },
-        ..KubeNode::default()
-    }
+/// One page of a list, as `Api::list` asks for it. `Api::list` copies a page's text twice more
+/// on its way to the parser (10 MB at once for 500 real pods); here it is read into one buffer.
+async fn list_page<K>(api: &Api<K>, params: &ListParams) -> Result<ObjectList<K>, kube::Error>
+where
+    K: kube::Resource + Clone + DeserializeOwned,
+{
+    let request = kube::core::Request::new(api.resource_url()).list(params).map_err(kube::Error::BuildRequest)?;
+    let body = api.clone().into_client().request_stream(request).await?;
+    let mut text = Vec::new();
+    std::pin::pin!(body).read_to_end(&mut text).await.map_err(kube::Error::ReadEvents)?;
+    serde_json::from_slice(&text).map_err(kube::Error::SerdeError)
 }
 
 /// Turns a failed API call into an error that says what to do.
@@ -220,31 +187,34 @@ pub struct Selection {
 
 /// Chooses the pods that serve: Running, Ready, with a pod IP and a node, not being deleted;
 /// on a node with several, the oldest (then the first by namespace/name).
-pub fn select_servers(pods: &[Pod], default_port: u16, container: Option<&str>) -> Selection {
+pub fn select_servers(pods: &[ServerPod], default_port: u16, container: Option<&str>) -> Selection {
     let mut selection = Selection::default();
-    let mut by_node: BTreeMap<String, Vec<(&Pod, Node)>> = BTreeMap::new();
+    // One list sorted by node, not a list per node: 5,000 small lists cost 6 MB.
+    let mut candidates: Vec<(&ServerPod, Node)> = Vec::with_capacity(pods.len());
     for pod in pods {
         match pod_to_target(pod, default_port, container) {
-            Some(node) => by_node.entry(node.name.clone()).or_default().push((pod, node)),
+            Some(node) => candidates.push((pod, node)),
             None => selection.not_ready.push(pod_id(pod)),
         }
     }
-    for (_, mut candidates) in by_node {
-        candidates.sort_by(|(a, _), (b, _)| {
-            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            created(a).cmp(&created(b)).then_with(|| pod_id(a).cmp(&pod_id(b)))
-        });
-        let mut candidates = candidates.into_iter();
-        if let Some((_, node)) = candidates.next() {
+    let created = |p: &ServerPod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    candidates.sort_by(|(a, a_node), (b, b_node)| {
+        a_node.name.cmp(&b_node.name).then_with(|| created(a).cmp(&created(b))).then_with(|| pod_id(a).cmp(&pod_id(b)))
+    });
+    selection.nodes.reserve_exact(candidates.len());
+    for (pod, node) in candidates {
+        if selection.nodes.last().is_some_and(|last| last.name == node.name) {
+            selection.duplicates.push(pod_id(pod));
+        } else {
             selection.nodes.push(node);
         }
-        selection.duplicates.extend(candidates.map(|(pod, _)| pod_id(pod)));
     }
+    selection.nodes.shrink_to_fit();
     selection
 }
 
 /// The node a server pod serves, if it can serve now.
-pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> Option<Node> {
+pub fn pod_to_target(pod: &ServerPod, default_port: u16, container: Option<&str>) -> Option<Node> {
     if pod.metadata.deletion_timestamp.is_some() {
         return None;
     }
@@ -253,7 +223,7 @@ pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> O
     if status.phase.as_deref() != Some("Running") {
         return None;
     }
-    let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = status.ready;
     let node_name = spec.node_name.clone().filter(|n| !n.is_empty())?;
     // IP addresses and nothing else go on the client's command line.
     let addresses = pod_addresses(status);
@@ -277,7 +247,7 @@ pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> O
         .containers
         .iter()
         .find(|c| container.as_deref().is_none_or(|name| c.name == name))
-        .and_then(|c| c.resources.as_ref()?.limits.as_ref()?.get("cpu"))
+        .and_then(|c| c.resources.as_ref()?.limits.as_ref()?.cpu.as_ref())
         .and_then(|q| cpu_millis(&q.0));
     node.pod = Some(PodRef {
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
@@ -290,7 +260,7 @@ pub fn pod_to_target(pod: &Pod, default_port: u16, container: Option<&str>) -> O
 /// A pod's addresses, one per family: `status.podIPs` (dual-stack clusters list both families;
 /// a hostNetwork pod carries its node's), else `status.podIP`. What is not an IP address, or a
 /// second address of a family, is left out.
-fn pod_addresses(status: &k8s_openapi::api::core::v1::PodStatus) -> Vec<Address> {
+fn pod_addresses(status: &ServerPodStatus) -> Vec<Address> {
     let listed: Vec<&str> = match status.pod_ips.as_deref() {
         Some(ips) if !ips.is_empty() => ips.iter().map(|p| p.ip.as_str()).collect(),
         _ => status.pod_ip.as_deref().into_iter().collect(),
@@ -317,7 +287,7 @@ fn cpu_millis(quantity: &str) -> Option<u32> {
 }
 
 /// Copies the chosen node labels onto the nodes (a node without the label gets none).
-pub fn attach_labels(nodes: &mut [Node], kube_nodes: &[KubeNode], keys: &[(String, NodeLabelNames)]) {
+pub fn attach_labels(nodes: &mut [Node], kube_nodes: &[LabelledNode], keys: &[(String, NodeLabelNames)]) {
     let labels: BTreeMap<&str, &BTreeMap<String, String>> =
         kube_nodes.iter().filter_map(|n| Some((n.metadata.name.as_deref()?, n.metadata.labels.as_ref()?))).collect();
     for node in nodes {
@@ -330,7 +300,7 @@ pub fn attach_labels(nodes: &mut [Node], kube_nodes: &[KubeNode], keys: &[(Strin
     }
 }
 
-fn pod_id(pod: &Pod) -> String {
+fn pod_id(pod: &ServerPod) -> String {
     format!(
         "{}/{}",
         pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -343,7 +313,7 @@ mod tests {
     use super::*;
     use crate::targets::IpFamily;
 
-    fn pod(name: &str, node: &str, ip: &str, phase: &str, ready: bool, created: &str) -> Pod {
+    fn pod(name: &str, node: &str, ip: &str, phase: &str, ready: bool, created: &str) -> ServerPod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": "monitoring", "creationTimestamp": created},
             "spec": {"nodeName": node, "containers": [
@@ -359,20 +329,39 @@ mod tests {
     }
 
     #[test]
-    fn slimmed_pods_select_the_same_servers_and_keep_little() {
-        let mut pods = vec![
-            pod("s-1", "worker-1", "10.0.0.5", "Running", true, "2026-01-02T00:00:00Z"),
-            pod("s-2", "worker-1", "10.0.0.6", "Running", true, "2026-01-01T00:00:00Z"),
-            pod("s-3", "worker-2", "10.0.0.7", "Pending", false, "2026-01-01T00:00:00Z"),
-            pod("s-4", "worker-3", "10.0.0.8", "Running", true, "2026-01-01T00:00:00Z"),
-        ];
-        // What a real pod also carries, none of it read.
-        pods[0].metadata.annotations = Some([("a".to_string(), "x".repeat(10_000))].into());
-        pods[0].spec.as_mut().unwrap().containers[1].args = Some(vec!["--server".into(); 100]);
-        let slim: Vec<Pod> = pods.iter().cloned().map(slim_pod).collect();
-        assert_eq!(select_servers(&slim, 5201, None), select_servers(&pods, 5201, None));
-        assert!(slim[0].metadata.annotations.is_none() && slim[0].spec.as_ref().unwrap().containers[1].args.is_none());
-        assert_eq!(select_servers(&slim, 5201, None).nodes[0].cpu_millis, Some(500));
+    fn what_a_real_pod_carries_besides_is_not_read() {
+        let mut full = serde_json::json!({"metadata": {"name": "s-1", "namespace": "monitoring",
+            "creationTimestamp": "2026-01-02T00:00:00Z", "labels": {"app": "iperf3"}}});
+        full["spec"] = serde_json::json!({"nodeName": "worker-1", "hostNetwork": true, "containers": [
+            {"name": "iperf3", "image": "x", "args": vec!["--server"; 100],
+             "ports": [{"name": "iperf3", "containerPort": 5202, "hostPort": 5202, "protocol": "TCP"}],
+             "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "50m"}},
+             "livenessProbe": {"tcpSocket": {"port": "iperf3"}}}
+        ]});
+        full["status"] = serde_json::json!({"phase": "Running", "podIP": "10.0.0.5", "qosClass": "Burstable",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-02T00:00:00Z"}]});
+        full["metadata"]["annotations"] = serde_json::json!({"a": "x".repeat(10_000)});
+        full["metadata"]["managedFields"] = serde_json::json!([{"manager": "kube-controller-manager",
+            "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {}}}}]);
+        let read: ServerPod = serde_json::from_value(full).unwrap();
+        assert!(read.metadata.annotations.is_none() && read.metadata.managed_fields.is_none());
+        let node = pod_to_target(&read, 5201, None).unwrap();
+        assert_eq!((node.port, node.cpu_millis, node.address(IpFamily::Ipv4)), (5202, Some(500), Some("10.0.0.5")));
+    }
+
+    #[test]
+    fn the_chart_s_server_pods_on_a_real_cluster_are_selected() {
+        let page: kube::core::ObjectList<ServerPod> =
+            serde_json::from_str(include_str!("../../tests/fixtures/server-pod-list.json")).unwrap();
+        let selection = select_servers(&page.items, 5201, None);
+        let nodes: Vec<(&str, Option<&str>, u16, Option<u32>)> = selection
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.address(IpFamily::Ipv4), n.port, n.cpu_millis))
+            .collect();
+        assert_eq!(nodes.len(), 2, "{selection:?}");
+        assert!(nodes.iter().all(|(_, ip, port, cpu)| ip.is_some() && *port == 5201 && *cpu == Some(2000)));
+        assert_eq!(selection.nodes[0].pod.as_ref().unwrap().container.as_deref(), Some("iperf3"));
     }
 
     #[test]
@@ -396,7 +385,7 @@ mod tests {
                 .map(|ip| k8s_openapi::api::core::v1::PodIP { ip: ip.into() })
                 .into(),
         );
-        let node = pod_to_target(&slim_pod(dual), 5201, None).unwrap();
+        let node = pod_to_target(&dual, 5201, None).unwrap();
         // In family order; a second address of a family and what is no IP address are left out.
         let hosts: Vec<(IpFamily, &str)> = node.addresses.iter().map(|a| (a.family, a.host.as_str())).collect();
         assert_eq!(hosts, [(IpFamily::Ipv4, "10.0.0.5"), (IpFamily::Ipv6, "2001:db8::5")]);
@@ -452,7 +441,7 @@ mod tests {
     #[test]
     fn node_labels_are_attached_by_suffix() {
         let mut nodes = vec![Node::new("w1", "10.0.0.1", 5201, vec![]), Node::new("w2", "10.0.0.2", 5201, vec![])];
-        let kube_nodes: Vec<KubeNode> = vec![
+        let kube_nodes: Vec<LabelledNode> = vec![
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "w1", "labels": {"topology.kubernetes.io/zone": "eu-1a", "other": "x"}}
             }))

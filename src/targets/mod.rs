@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod inventory;
+pub mod kube_objects;
 pub mod kubernetes;
 
 use serde::Serialize;
