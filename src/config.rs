@@ -10,17 +10,17 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::targets::IpFamily;
+use crate::targets::kubernetes::KubernetesSettings;
 
 mod iperf3_auth;
 mod kubernetes;
 mod push;
-mod secret;
-pub use iperf3_auth::{Credentials, Iperf3AuthArgs, read_password_file};
-pub use kubernetes::{KubernetesArgs, KubernetesSettings, NodeLabelNames};
+pub use iperf3_auth::Iperf3AuthArgs;
+pub use kubernetes::KubernetesArgs;
 pub use push::{Auth, Backoff, ExtraHeaders, PushArgs, PushSettings, PushgatewayTarget, RESERVED_HEADERS, TlsSettings};
-pub use secret::Secret;
 
 /// Measures the network between every pair of nodes with iperf3 and pushes the results into
 /// Prometheus. One pass per invocation: discover, measure, push, exit.

@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Credentials, Protocol, TestSettings};
+use crate::config::{Protocol, TestSettings};
+use crate::credentials::Credentials;
 use crate::targets::Address;
 
 /// The argv of one client test (the program first), kept to the address's IP family. With
@@ -411,7 +412,7 @@ mod tests {
     fn credentials_add_the_user_and_key_but_never_the_password() {
         let mut credentials =
             Credentials::new("mon".into(), "/etc/iperf3/public.pem".into(), "/run/secrets/password".into()).unwrap();
-        credentials.password = Some(crate::config::Secret::new("hunter2"));
+        credentials.password = Some(crate::credentials::Secret::new("hunter2"));
         let argv = client_argv(&settings(), Protocol::Tcp, &ip("198.18.0.2"), 5201, Some(&credentials));
         assert!(argv.ends_with(&[
             "--username".into(),

@@ -6,6 +6,7 @@
 //! made is its [`report`], which the binary writes out.
 
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod iperf3;
 pub mod measure;
@@ -42,7 +43,13 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     // A signal during discovery ends the run at once: there is nothing measured to deliver yet,
     // and listing a large cluster through a slow API can take longer than a pod's grace period.
     let discovered = tokio::select! {
-        discovered = targets::discover(&config) => discovered?,
+        discovered = targets::discover(targets::Source {
+            inventory: config.inventory.as_deref(),
+            kubernetes: &config.kubernetes,
+            default_port: config.default_port,
+            credentials: config.credentials.as_ref(),
+            test_timeout: config.test.timeout,
+        }) => discovered?,
         () = signalled(stop.clone()) => return Err(Error::Stopped { stage: "discovery" }),
     };
     let kubernetes = discovered.kubernetes;

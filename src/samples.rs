@@ -374,7 +374,7 @@ mod tests {
             })),
         );
         let mut n1 = Node::new("n1", "a", 1, vec![]);
-        n1.labels = vec![NodeLabel { names: crate::config::NodeLabelNames::new("zone"), value: "z1".into() }];
+        n1.labels = vec![NodeLabel { names: crate::targets::NodeLabelNames::new("zone"), value: "z1".into() }];
         let samples = build(&[tcp, udp], &[n1], &facts(), Some("lab"));
         let received = find(&samples, "iperf3_received_bytes_per_second");
         assert_eq!(received.len(), 2);

@@ -2,16 +2,12 @@
 //! --authorized-users-path …`): the client's user name, the servers' public key and the
 //! password, which never goes on a command line.
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
-use super::Secret;
+use crate::credentials::Credentials;
 use crate::error::{Error, Result};
-
-/// Longest password file read: a password is a line, not a document.
-const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
 
 /// Flags for servers that only let authorised clients in.
 #[derive(Debug, Args)]
@@ -28,43 +24,6 @@ pub struct Iperf3AuthArgs {
     /// File holding the clients' password, given to them in IPERF3_PASSWORD, never on a command line. The job reads it when it runs the clients itself (inventory, star mode); in Kubernetes mesh mode it is a path in the server pods.
     #[arg(long, env = "IPERF3_MONITOR_IPERF3_PASSWORD_FILE", value_name = "FILE")]
     pub iperf3_password_file: Option<PathBuf>,
-}
-
-/// What a client needs to be let in by an authenticated server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    /// The servers' RSA public key, a path where the client runs.
-    pub public_key_file: String,
-    /// The file holding the password: read by the job for clients it runs itself; for clients
-    /// started in a server pod, a path in that pod, read there by `iperf3-monitor with-password`.
-    pub password_file: PathBuf,
-    /// The password, once read by the job (clients it runs itself).
-    pub password: Option<Secret>,
-}
-
-impl Credentials {
-    /// Checks the parts; `field` names where they came from in errors.
-    pub fn new(username: String, public_key_file: String, password_file: PathBuf) -> Result<Credentials, String> {
-        if username.is_empty() || username.contains(',') || username.chars().any(char::is_control) {
-            return Err(format!(
-                "user name {username:?} must be non-empty, without commas or control characters (the authorized users file is `name,sha256`)"
-            ));
-        }
-        if public_key_file.is_empty() || public_key_file.contains('\0') {
-            return Err("the public key file must be a path".into());
-        }
-        if password_file.as_os_str().is_empty() {
-            return Err("the password file must be a path".into());
-        }
-        Ok(Credentials { username, public_key_file, password_file, password: None })
-    }
-
-    /// Reads the password from `password_file`, for clients this process starts.
-    pub fn read_password(&mut self) -> Result<(), String> {
-        self.password = Some(read_password_file(&self.password_file)?);
-        Ok(())
-    }
 }
 
 impl Iperf3AuthArgs {
@@ -105,30 +64,10 @@ impl Iperf3AuthArgs {
     }
 }
 
-/// Reads a password file: one line, its trailing newline dropped.
-pub fn read_password_file(path: &Path) -> Result<Secret, String> {
-    let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PASSWORD_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
-    if bytes.len() as u64 > MAX_PASSWORD_FILE_BYTES {
-        return Err(format!("the password file {shown} is longer than {MAX_PASSWORD_FILE_BYTES} bytes"));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| format!("the password file {shown} is not UTF-8 text"))?;
-    let password = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-    if password.is_empty() {
-        return Err(format!("the password file {shown} is empty"));
-    }
-    if password.contains(['\n', '\0']) {
-        return Err(format!("the password file {shown} holds more than one line"));
-    }
-    Ok(Secret::new(password))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn args(u: Option<&str>, k: Option<&str>, p: Option<&Path>) -> Iperf3AuthArgs {
@@ -137,32 +76,6 @@ mod tests {
             iperf3_public_key_file: k.map(str::to_string),
             iperf3_password_file: p.map(Path::to_path_buf),
         }
-    }
-
-    #[test]
-    fn a_password_file_is_one_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = |name: &str, text: &[u8]| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        assert_eq!(read_password_file(&file("a", b"s3cret\n")).unwrap().expose(), "s3cret");
-        assert_eq!(read_password_file(&file("b", b"s3 cret\r\n")).unwrap().expose(), "s3 cret");
-        assert_eq!(read_password_file(&file("c", b"no newline")).unwrap().expose(), "no newline");
-        for (name, text, expected) in [
-            ("d", &b""[..], "empty"),
-            ("e", b"\n", "empty"),
-            ("f", b"two\nlines\n", "more than one line"),
-            ("g", b"\xff\xfe", "not UTF-8"),
-        ] {
-            let err = read_password_file(&file(name, text)).unwrap_err();
-            assert!(err.contains(expected), "{name}: {err}");
-        }
-        let err = read_password_file(&file("h", &vec![b'x'; 5000])).unwrap_err();
-        assert!(err.contains("longer than"), "{err}");
-        let err = read_password_file(&dir.path().join("missing")).unwrap_err();
-        assert!(err.contains("cannot read the password file"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::error::{Error, Result};
+use crate::targets::NodeLabelNames;
+use crate::targets::kubernetes::KubernetesSettings;
 
 /// Kubernetes discovery, used when no --inventory is given.
 #[derive(Debug, Args)]
@@ -48,20 +50,6 @@ pub struct KubernetesArgs {
     pub api_timeout: u64,
 }
 
-/// How to find the server pods.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubernetesSettings {
-    /// None: the default namespace of the client configuration.
-    pub namespace: Option<String>,
-    pub all_namespaces: bool,
-    pub selector: String,
-    /// Node label keys and the series labels each maps to (`topology.kubernetes.io/zone` → `source_zone`, `destination_zone`).
-    pub node_labels: Vec<(String, NodeLabelNames)>,
-    pub container: Option<String>,
-    pub page_size: u32,
-    pub api_timeout: Duration,
-}
-
 impl KubernetesArgs {
     pub(super) fn into_settings(self) -> Result<KubernetesSettings> {
         if let Some(namespace) = &self.namespace
@@ -91,22 +79,6 @@ impl KubernetesArgs {
             page_size: self.page_size,
             api_timeout: Duration::from_secs(self.api_timeout),
         })
-    }
-}
-
-/// The series label names a node label is copied to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NodeLabelNames {
-    pub source: &'static str,
-    pub destination: &'static str,
-}
-
-impl NodeLabelNames {
-    /// `zone` → `source_zone`, `destination_zone`. Made once per configured key: leaking these few
-    /// names keeps every label name `&'static`, as the metric names are.
-    pub fn new(suffix: &str) -> Self {
-        let leak = |name: String| -> &'static str { Box::leak(name.into_boxed_str()) };
-        NodeLabelNames { source: leak(format!("source_{suffix}")), destination: leak(format!("destination_{suffix}")) }
     }
 }
 

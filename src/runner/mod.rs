@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::config::Credentials;
+use crate::credentials::Credentials;
 use crate::targets::Node;
 use pod_exec::PodExecRunner;
 use process::ProcessRunner;

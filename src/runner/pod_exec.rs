@@ -125,8 +125,8 @@ mod tests {
         let plain = remote_command(ClientCommand { argv: &argv, credentials: None }, Duration::from_secs(20));
         assert_eq!(plain, ["timeout", "-s", "KILL", "22s", "iperf3", "--client", "10.0.0.2"]);
         let mut credentials =
-            crate::config::Credentials::new("mon".into(), "/k.pem".into(), "/etc/auth/password".into()).unwrap();
-        credentials.password = Some(crate::config::Secret::new("hunter2"));
+            crate::credentials::Credentials::new("mon".into(), "/k.pem".into(), "/etc/auth/password".into()).unwrap();
+        credentials.password = Some(crate::credentials::Secret::new("hunter2"));
         let wrapped =
             remote_command(ClientCommand { argv: &argv, credentials: Some(&credentials) }, Duration::from_secs(20));
         assert_eq!(

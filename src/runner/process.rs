@@ -127,8 +127,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_password_goes_to_the_client_in_its_environment_only() {
-        let mut credentials = crate::config::Credentials::new("mon".into(), "/k.pem".into(), "/pw".into()).unwrap();
-        credentials.password = Some(crate::config::Secret::new("hunter2"));
+        let mut credentials =
+            crate::credentials::Credentials::new("mon".into(), "/k.pem".into(), "/pw".into()).unwrap();
+        credentials.password = Some(crate::credentials::Secret::new("hunter2"));
         // `env` behind an `env` prefix: the variable passes through client_command.
         let command = argv(&["env"]);
         let out = ProcessRunner

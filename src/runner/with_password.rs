@@ -11,7 +11,8 @@
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 
-use crate::config::{WithPasswordArgs, read_password_file};
+use crate::config::WithPasswordArgs;
+use crate::credentials::read_password_file;
 
 /// The variable iperf3 reads a client's password from.
 pub const PASSWORD_VARIABLE: &str = "IPERF3_PASSWORD";

@@ -14,7 +14,8 @@ use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 
-use crate::config::{Auth, Backoff, PushSettings, Secret, TlsSettings};
+use crate::config::{Auth, Backoff, PushSettings, TlsSettings};
+use crate::credentials::Secret;
 use crate::error::{Error, Result};
 
 pub const USER_AGENT: &str = concat!("iperf3-monitor/", env!("CARGO_PKG_VERSION"));

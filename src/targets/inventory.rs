@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
 use super::{Address, IpFamily, Node, address};
-use crate::config::{Credentials, Secret, read_password_file};
+use crate::credentials::{Credentials, Secret, read_password_file};
 use crate::error::{Error, Result};
 
 /// Largest inventory read: 5,000 nodes take well under 1 MiB.

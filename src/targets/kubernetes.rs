@@ -12,12 +12,25 @@ use kube::{Client, Config};
 use serde::de::DeserializeOwned;
 
 use super::kube_objects::{LabelledNode, ServerPod, ServerPodStatus};
-use super::{Address, Node, NodeLabel, PodRef, address};
-use crate::config::{KubernetesSettings, NodeLabelNames};
+use super::{Address, Node, NodeLabel, NodeLabelNames, PodRef, address};
 use crate::error::{Error, Result};
 
 /// The name of the server container's port that gives the iperf3 port.
 pub const PORT_NAME: &str = "iperf3";
+
+/// How to find the server pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSettings {
+    /// None: the default namespace of the client configuration.
+    pub namespace: Option<String>,
+    pub all_namespaces: bool,
+    pub selector: String,
+    /// Node label keys and the series labels each maps to (`topology.kubernetes.io/zone` → `source_zone`, `destination_zone`).
+    pub node_labels: Vec<(String, NodeLabelNames)>,
+    pub container: Option<String>,
+    pub page_size: u32,
+    pub api_timeout: Duration,
+}
 
 /// Finds the server pods and returns one node per Kubernetes node, sorted by name, with the
 /// client that found them (mesh mode execs through it).

@@ -10,7 +10,10 @@ pub mod kubernetes;
 
 use serde::Serialize;
 
-use crate::config::{Credentials, NodeLabelNames, RunConfig};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::credentials::Credentials;
 use crate::error::Result;
 pub use address::{Address, Families, IpFamily};
 
@@ -41,6 +44,22 @@ pub struct Node {
     /// What a client needs to be let in by this node's server, if it authenticates clients.
     #[serde(skip)]
     pub credentials: Option<Credentials>,
+}
+
+/// The series label names a node label is copied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeLabelNames {
+    pub source: &'static str,
+    pub destination: &'static str,
+}
+
+impl NodeLabelNames {
+    /// `zone` → `source_zone`, `destination_zone`. Made once per configured key: leaking these few
+    /// names keeps every label name `&'static`, as the metric names are.
+    pub fn new(suffix: &str) -> Self {
+        let leak = |name: String| -> &'static str { Box::leak(name.into_boxed_str()) };
+        NodeLabelNames { source: leak(format!("source_{suffix}")), destination: leak(format!("destination_{suffix}")) }
+    }
 }
 
 /// A node label copied onto the node's pair series.
@@ -117,19 +136,32 @@ impl std::fmt::Debug for Discovered {
     }
 }
 
-/// Loads the nodes named by the configuration: the inventory if one is given, else the
-/// server pods in Kubernetes.
-pub async fn discover(config: &RunConfig) -> Result<Discovered> {
-    match &config.inventory {
+/// Where the nodes come from, and what every node gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The static inventory; None: the server pods in Kubernetes.
+    pub inventory: Option<&'a Path>,
+    pub kubernetes: &'a kubernetes::KubernetesSettings,
+    /// The server port of a node that names none.
+    pub default_port: u16,
+    /// For authenticated servers (inventory nodes may have their own).
+    pub credentials: Option<&'a Credentials>,
+    /// One test's hard limit: how long a pods/exec stream may be silent.
+    pub test_timeout: Duration,
+}
+
+/// Loads the nodes: the inventory if one is given, else the server pods in Kubernetes.
+pub async fn discover(source: Source<'_>) -> Result<Discovered> {
+    match source.inventory {
         Some(path) => Ok(Discovered {
-            nodes: inventory::load(path, config.default_port, config.credentials.as_ref()).await?,
+            nodes: inventory::load(path, source.default_port, source.credentials).await?,
             kubernetes: None,
         }),
         None => {
             let (mut nodes, client) =
-                kubernetes::discover(&config.kubernetes, config.default_port, config.test.timeout).await?;
+                kubernetes::discover(source.kubernetes, source.default_port, source.test_timeout).await?;
             for node in &mut nodes {
-                node.credentials.clone_from(&config.credentials);
+                node.credentials = source.credentials.cloned();
             }
             Ok(Discovered { nodes, kubernetes: Some(client) })
         }
