@@ -32,6 +32,7 @@ use schedule::{Plan, Schedule, Topology};
 use signals::{signalled, stop_on_signal};
 use sinks::Sinks;
 use targets::{Families, IpFamily, Node, address};
+
 /// One pass: discover the nodes, plan the rounds, measure, build samples, deliver them.
 pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let started_at = SystemTime::now();
