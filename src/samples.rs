@@ -327,6 +327,18 @@ mod tests {
         }
     }
 
+    /// A successful TCP test at `bytes_per_second` both ways, without the optional figures.
+    fn tcp_ok(bytes_per_second: f64) -> Outcome {
+        Outcome::Success(TestResult::Tcp(TcpResult {
+            sent_bytes_per_second: bytes_per_second,
+            received_bytes_per_second: bytes_per_second,
+            retransmits: None,
+            rtt_seconds: None,
+            sender_cpu_utilization_ratio: None,
+            receiver_cpu_utilization_ratio: None,
+        }))
+    }
+
     fn facts() -> RunFacts {
         RunFacts {
             started_at: at(1_700_000_000_000),
@@ -412,16 +424,7 @@ mod tests {
 
     #[test]
     fn a_measurements_samples_share_one_label_set_and_node_names_are_stored_once() {
-        let ok = || {
-            Outcome::Success(TestResult::Tcp(TcpResult {
-                sent_bytes_per_second: 1.0,
-                received_bytes_per_second: 1.0,
-                retransmits: None,
-                rtt_seconds: None,
-                sender_cpu_utilization_ratio: None,
-                receiver_cpu_utilization_ratio: None,
-            }))
-        };
+        let ok = || tcp_ok(1.0);
         // As the run makes them: one shared name per node.
         let (n1, n2): (Arc<str>, Arc<str>) = ("n1".into(), "n2".into());
         let there = Measurement { source: n1.clone(), destination: n2.clone(), ..measurement(Protocol::Tcp, ok()) };
@@ -439,14 +442,7 @@ mod tests {
     #[test]
     fn batches_split_the_measurements_and_the_last_ends_with_the_run_level_samples() {
         let ok = |i: usize| {
-            let outcome = Outcome::Success(TestResult::Tcp(TcpResult {
-                sent_bytes_per_second: i as f64,
-                received_bytes_per_second: i as f64,
-                retransmits: None,
-                rtt_seconds: None,
-                sender_cpu_utilization_ratio: None,
-                receiver_cpu_utilization_ratio: None,
-            }));
+            let outcome = tcp_ok(i as f64);
             Measurement { destination: format!("d{i}").into(), ..measurement(Protocol::Tcp, outcome) }
         };
         let measurements: Vec<Measurement> = (0..BATCH_MEASUREMENTS + 3).map(ok).collect();
@@ -468,14 +464,7 @@ mod tests {
 
     #[test]
     fn each_family_is_its_own_series_and_mesh() {
-        let ok = Outcome::Success(TestResult::Tcp(TcpResult {
-            sent_bytes_per_second: 1.0,
-            received_bytes_per_second: 1.0,
-            retransmits: None,
-            rtt_seconds: None,
-            sender_cpu_utilization_ratio: None,
-            receiver_cpu_utilization_ratio: None,
-        }));
+        let ok = tcp_ok(1.0);
         let v4 = measurement(Protocol::Tcp, ok.clone());
         let v6 = Measurement { ip_family: IpFamily::Ipv6, ..measurement(Protocol::Tcp, ok) };
         let facts = RunFacts {
