@@ -57,16 +57,14 @@ trap 'rm -rf "$scratch"' EXIT
 
 log() { echo "build-image: $*" >&2; }
 
+# shellcheck source-path=SCRIPTDIR source=lib/apt.sh
+source "$repo/scripts/lib/apt.sh"
 ensure_packages() {
-  local missing=()
-  command -v podman >/dev/null || missing+=(podman)
-  command -v runc >/dev/null || missing+=(runc)
-  command -v debootstrap >/dev/null || missing+=(debootstrap)
-  if [[ ${#missing[@]} -gt 0 ]]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  local missing=() tool
+  for tool in podman runc debootstrap; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  [[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
 }
 
 # make_rootfs DIR [PACKAGE,...]: a minimal Debian tree with the security and

@@ -30,19 +30,12 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$repo"
 
 # --------------------------------------------------------------------------------- install
-apt_install() {
-  if [[ ! -e $tmp/apt-updated ]]; then
-    apt-get update -qq
-    touch "$tmp/apt-updated"
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source-path=SCRIPTDIR source=lib/apt.sh
+source "$repo/scripts/lib/apt.sh"
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-  echo "installing prometheus (Debian package) for promtool" >&2
   apt_install prometheus
 fi
 if ! command -v npm >/dev/null; then
-  echo "installing nodejs and npm (Debian packages)" >&2
   apt_install nodejs npm
 fi
 for tool in python3 node npm promtool prometheus; do
