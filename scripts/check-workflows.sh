@@ -13,7 +13,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-tools="${IPERF3_MONITOR_TOOLS:-$HOME/.cache/iperf3-monitor-tools}"
+# shellcheck source-path=SCRIPTDIR source=lib/tools.sh
+source "$repo/scripts/lib/tools.sh"
 
 ACTIONLINT_MODULE="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
 
@@ -25,10 +26,7 @@ case "${1:-}" in
 esac
 
 install_actionlint() {
-  local stamp="$tools/.actionlint-installed"
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$ACTIONLINT_MODULE" && -x "$tools/bin/actionlint" ]]; then
-    return 0
-  fi
+  tools_installed .actionlint-installed "$ACTIONLINT_MODULE" && [[ -x "$tools/bin/actionlint" ]] && return 0
   if ! command -v go >/dev/null; then
     echo "check-workflows: no Go toolchain (1.26 or newer) to build actionlint: install one from https://go.dev/dl/" >&2
     exit 2
@@ -36,20 +34,16 @@ install_actionlint() {
   echo "installing actionlint ($ACTIONLINT_MODULE) into $tools/bin"
   mkdir -p "$tools/bin"
   (cd /tmp && GOBIN="$tools/bin" GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0 go install "$ACTIONLINT_MODULE")
-  echo "$ACTIONLINT_MODULE" >"$stamp"
+  tools_stamp .actionlint-installed "$ACTIONLINT_MODULE"
 }
 
 # check-chart.sh reinstalls its tools into a fresh $tools when its pins change: its tools first.
 "$repo/scripts/check-chart.sh" --install-tools
 install_actionlint
 $install_only && exit 0
-export PATH="$tools/bin:$PATH"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
+tools_on_path
 # shellcheck source-path=SCRIPTDIR source=lib/run-check.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/run-check.sh"
-check_log="$work/check.log"
+source "$repo/scripts/lib/run-check.sh"
 
 lint_workflows() {
   command -v shellcheck >/dev/null || { echo "no shellcheck on PATH: actionlint would skip the run: steps"; return 1; }

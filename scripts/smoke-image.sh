@@ -58,7 +58,6 @@ run_flags=(
 
 # shellcheck source-path=SCRIPTDIR source=lib/run-check.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/run-check.sh"
-check_log="$scratch/check.log"
 
 # The image's files, from a container that is created and never started.
 image_files() {

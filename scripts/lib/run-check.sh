@@ -1,17 +1,17 @@
 # shellcheck shell=bash
 # Sourced by the check scripts: `run_check NAME COMMAND...` runs one check under `set -e`, prints
 # one line for it, and the end of its log only when it fails. Counts in $passed and $failed; the
-# log goes to $check_log (set it before the first check).
+# log is a temporary file, removed after the check.
 passed=0
 failed=0
 
 run_check() {
   local name=$1
   shift
-  local rc=0
+  local rc=0 log
+  log=$(mktemp)
   set +e
-  # shellcheck disable=SC2154 # check_log is set by the script that sources this file
-  (set -e; "$@") >"$check_log" 2>&1
+  (set -e; "$@") >"$log" 2>&1
   rc=$?
   set -e
   if [[ $rc -eq 0 ]]; then
@@ -19,7 +19,8 @@ run_check() {
     passed=$((passed + 1))
   else
     echo "FAIL  $name"
-    sed 's/^/      /' "$check_log" | tail -n 60
+    sed 's/^/      /' "$log" | tail -n 60
     failed=$((failed + 1))
   fi
+  rm -f "$log"
 }
