@@ -112,19 +112,10 @@ up() {
 
     # kwok keeps the nodes Ready and serves pods/exec (run in the node's namespace); pods'
     # status is the harness's: no pod stages.
-    cat >"$state/kwok-exec.yaml" <<'YAML'
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: ClusterExec
-metadata:
-  name: local
-spec:
-  execs:
-  - local: {}
-YAML
     local i node_args=()
     for ((i = 1; i <= nodes; i++)); do
         "$repo/scripts/k8s/control-plane.sh" add-node "$name" "n$i" --ip "198.18.$subnet.$i" \
-            --netns "$name-n$i" --config "$state/kwok-exec.yaml" >/dev/null
+            --netns "$name-n$i" --config "$repo/scripts/k8s/kwok-local-exec.yaml" >/dev/null
         node_args+=(--node "n$i=$name-n$i=198.18.$subnet.$i${ipv6:+,2001:db8:$subnet::$i}")
     done
     phase "nodes"

@@ -292,15 +292,7 @@ kwok_config() {
         for f in "$stages"/node-*.yaml; do cat "$f"; echo "---"; done
         if [[ $# -eq 0 ]]; then
             for f in "$stages"/pod-*.yaml; do cat "$f"; echo "---"; done
-            cat <<EOF
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: ClusterExec
-metadata:
-  name: local
-spec:
-  execs:
-  - local: {}
-EOF
+            cat "$here/kwok-local-exec.yaml"
         else
             for f in "$@"; do cat "$f"; echo "---"; done
         fi
@@ -335,6 +327,12 @@ EOF
 EOF
 }
 
+# plane_state NAME: the state directory of control plane NAME, which must be up.
+plane_state() {
+    [[ -f $STATE_ROOT/$1/server ]] || die "no control plane '$1' (run up first)"
+    echo "$STATE_ROOT/$1"
+}
+
 add_node() {
     local name=$1 node=$2
     shift 2
@@ -349,8 +347,8 @@ add_node() {
             *) usage ;;
         esac
     done
-    local state=$STATE_ROOT/$name
-    [[ -f $state/server ]] || die "no control plane '$name' (run up first)"
+    local state
+    state=$(plane_state "$name")
     [[ $node =~ ^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$ ]] || die "NODE '$node' is not a valid node name"
     [[ $ip =~ ^198\.1[89]\.[0-9]+\.([0-9]+)$ ]] || die "--ip must be a lab address (198.18.0.0/15), not '$ip'"
     # kwok's default pod CIDR is 10.0.0.0/24: never let it pick that.
@@ -412,8 +410,8 @@ add_fleet() {
             *) usage ;;
         esac
     done
-    local state=$STATE_ROOT/$name
-    [[ -f $state/server ]] || die "no control plane '$name' (run up first)"
+    local state
+    state=$(plane_state "$name")
     [[ $prefix =~ ^[a-z]([a-z0-9-]{0,40}[a-z0-9])?$ ]] || die "PREFIX '$prefix' is not a valid node name prefix"
     [[ $count =~ ^[0-9]+$ && $count -ge 1 && $count -le 16000 ]] || die "--count must be 1 to 16000"
     [[ ! -f $state/pids/kwok-$prefix.pid ]] || die "there is a fleet or node $prefix already"
@@ -448,8 +446,8 @@ add_fleet() {
 }
 
 env_() {
-    local state=$STATE_ROOT/$1
-    [[ -f $state/server ]] || die "no control plane '$1'"
+    local state
+    state=$(plane_state "$1")
     echo "export KUBECONFIG=$state/admin.kubeconfig"
     echo "export PATH=$(cat "$state/bin"):\$PATH"
 }
