@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use iperf3_monitor::config::{Pairing, Protocol};
-use iperf3_monitor::schedule::{Plan, Schedule, Topology};
+use iperf3_monitor::iperf3::Protocol;
+use iperf3_monitor::schedule::{Pairing, Plan, Schedule, Topology};
 use iperf3_monitor::sinks::remote_write;
 
 const NODES: usize = 5_000;

@@ -3,8 +3,7 @@
 
 use std::collections::HashSet;
 
-use iperf3_monitor::config::Protocol;
-use iperf3_monitor::iperf3::{TestResult, parse};
+use iperf3_monitor::iperf3::{Protocol, TestResult, parse};
 
 /// iperf3's `-J` output is untrusted: whatever it is, `parse` returns a result whose numbers
 /// are sane, or a failure with a detail; it never panics.

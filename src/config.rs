@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Serialize;
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
+use crate::iperf3::{Protocol, TestSettings};
+use crate::report::Output;
+use crate::schedule::{Mode, Pairing};
 use crate::targets::IpFamily;
 use crate::targets::kubernetes::KubernetesSettings;
 
@@ -51,64 +53,6 @@ pub struct WithPasswordArgs {
     /// The program and its arguments.
     #[arg(last = true, required = true, num_args = 1.., value_name = "PROGRAM")]
     pub command: Vec<std::ffi::OsString>,
-}
-
-/// Where clients run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Every ordered pair of nodes; the client runs on the source node.
-    Mesh,
-    /// This process is the only client; it measures from its own node to every other node.
-    Star,
-}
-
-/// Which tests may share a round in a mesh.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pairing {
-    /// Duplex rounds, switching to exclusive for the rest of the run as soon as a duplex test
-    /// shows its node's CPU shared by its two tests was the limit; the duplex tests done so far
-    /// are measured again alone.
-    Auto,
-    /// Each node sends one test and receives another: N-1 rounds per protocol.
-    Duplex,
-    /// Each node is in at most one test: 2(N-1) rounds (even N) or 2N (odd N) per protocol.
-    Exclusive,
-}
-
-/// An iperf3 test protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What is printed on stdout when the run ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// The source × destination matrix per protocol, for humans and `kubectl logs`.
-    Table,
-    /// The whole run report as JSON.
-    Json,
-    /// The samples in the Prometheus text exposition format, with timestamps.
-    Prometheus,
 }
 
 /// Format of the logs written to stderr.
@@ -248,19 +192,6 @@ pub struct RunConfig {
     pub output: Output,
     pub matrix_svg: Option<PathBuf>,
     pub dry_run: bool,
-}
-
-/// How each iperf3 test is run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestSettings {
-    pub iperf3: String,
-    pub duration: Duration,
-    pub udp_bitrate: String,
-    pub parallel: u32,
-    /// How long iperf3 tries to connect (iperf3 --connect-timeout).
-    pub connect_timeout: Duration,
-    /// Hard limit of one test attempt.
-    pub timeout: Duration,
 }
 
 /// What the default --test-timeout allows beyond connecting and sending: process start,

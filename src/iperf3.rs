@@ -5,11 +5,49 @@
 //! Parsing follows the output of iperf3 3.9 to 3.17: UDP `sum_sent`/`sum_received` appeared in
 //! 3.10; older versions only have `sum`.
 
+use std::time::Duration;
+
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Protocol, TestSettings};
 use crate::credentials::Credentials;
 use crate::targets::Address;
+
+/// An iperf3 test protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How each iperf3 test is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestSettings {
+    pub iperf3: String,
+    pub duration: Duration,
+    pub udp_bitrate: String,
+    pub parallel: u32,
+    /// How long iperf3 tries to connect (iperf3 --connect-timeout).
+    pub connect_timeout: Duration,
+    /// Hard limit of one test attempt.
+    pub timeout: Duration,
+}
 
 /// The argv of one client test (the program first), kept to the address's IP family. With
 /// `credentials`, the user name and the servers' public key go on the command line; the password
@@ -362,8 +400,6 @@ fn bytes_per_second(sum: &Sum, field: &str) -> Result<f64, Failure> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn settings() -> TestSettings {

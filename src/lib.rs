@@ -20,7 +20,7 @@ pub mod targets;
 
 use std::time::{Instant, SystemTime};
 
-use config::{Mode, RunConfig};
+use config::RunConfig;
 use error::{Error, Result};
 use measure::Measure;
 use report::{DryRun, RunOutcome, RunReport, SampleFacts};
@@ -28,7 +28,7 @@ use runner::NodeRunner;
 use runner::pod_exec::PodExecRunner;
 use runner::process::ProcessRunner;
 use samples::RunFacts;
-use schedule::{Plan, Schedule, Topology};
+use schedule::{Mode, Pairing, Plan, Schedule, Topology};
 use signals::{signalled, stop_on_signal};
 use sinks::Sinks;
 use targets::{Families, IpFamily, Node, address};
@@ -110,7 +110,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         nodes: &nodes,
         settings: &config.test,
         // Star mode runs one test at a time (its one client sends them all): each test is alone.
-        pairing: if config.mode == Mode::Star { config::Pairing::Exclusive } else { config.pairing },
+        pairing: if config.mode == Mode::Star { Pairing::Exclusive } else { config.pairing },
         deadline: config.budget.map(|b| tokio::time::Instant::from_std(started) + b),
     };
     let measured = measure.run(&schedule, &plan, stop).await;

@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::Protocol;
-use crate::iperf3::TestResult;
+use crate::iperf3::{Protocol, TestResult};
 use crate::measure::Measurement;
 use crate::targets::{IpFamily, Node, NodeLabel};
 

@@ -22,10 +22,35 @@
 
 use std::time::Duration;
 
+use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::config::{Pairing, Protocol};
+use crate::iperf3::Protocol;
 use crate::targets::IpFamily;
+
+/// Where clients run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every ordered pair of nodes; the client runs on the source node.
+    Mesh,
+    /// This process is the only client; it measures from its own node to every other node.
+    Star,
+}
+
+/// Which tests may share a round in a mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pairing {
+    /// Duplex rounds, switching to exclusive for the rest of the run as soon as a duplex test
+    /// shows its node's CPU shared by its two tests was the limit; the duplex tests done so far
+    /// are measured again alone.
+    Auto,
+    /// Each node sends one test and receives another: N-1 rounds per protocol.
+    Duplex,
+    /// Each node is in at most one test: 2(N-1) rounds (even N) or 2N (odd N) per protocol.
+    Exclusive,
+}
 
 /// One test: indexes into the run's node list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use iperf3_monitor::config::{Backoff, Cli, Command, Protocol, RunConfig};
-use iperf3_monitor::iperf3::{TcpResult, TestResult};
+use iperf3_monitor::config::{Backoff, Cli, Command, RunConfig};
+use iperf3_monitor::iperf3::{Protocol, TcpResult, TestResult};
 use iperf3_monitor::measure::{Measurement, Outcome};
 use iperf3_monitor::samples::{self, Sample};
 use iperf3_monitor::sinks::remote_write::{MAX_SERIES_PER_REQUEST, prompb, v2};

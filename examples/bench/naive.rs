@@ -10,8 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, bail};
 use futures::StreamExt;
-use iperf3_monitor::config::{Protocol, TestSettings};
-use iperf3_monitor::iperf3::{self, FailureReason};
+use iperf3_monitor::iperf3::{self, FailureReason, Protocol, TestSettings};
 use iperf3_monitor::measure::{Measurement, Outcome};
 use iperf3_monitor::runner::process::ProcessRunner;
 use iperf3_monitor::runner::{ClientCommand, ClientRunner};

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use iperf3_monitor::config::{Pairing, Protocol};
-use iperf3_monitor::schedule::{Plan, Schedule, Topology, run_index};
+use iperf3_monitor::iperf3::Protocol;
+use iperf3_monitor::schedule::{Pairing, Plan, Schedule, Topology, run_index};
 use iperf3_monitor::targets::{Node, inventory};
 use serde::Serialize;
 

@@ -3,8 +3,7 @@
 
 use std::time::SystemTime;
 
-use iperf3_monitor::config::Protocol;
-use iperf3_monitor::iperf3::{TcpResult, TestResult};
+use iperf3_monitor::iperf3::{Protocol, TcpResult, TestResult};
 use iperf3_monitor::measure::{Measurement, Outcome};
 use iperf3_monitor::samples::{self, RunFacts, Sample};
 use iperf3_monitor::targets::{IpFamily, Node};

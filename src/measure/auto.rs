@@ -176,7 +176,7 @@ impl AutoPairing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Protocol;
+    use crate::iperf3::Protocol;
     use crate::iperf3::TcpResult;
     use crate::schedule::Pair;
     use crate::targets::IpFamily;

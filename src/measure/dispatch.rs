@@ -290,7 +290,8 @@ fn is_slow_failure(reason: FailureReason) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Pairing, Protocol};
+    use crate::iperf3::Protocol;
+    use crate::schedule::Pairing;
     use crate::schedule::{Pair, Plan, Schedule, Topology};
 
     fn planned(n: usize, pairing: Pairing) -> Vec<PlannedTest> {

@@ -14,10 +14,9 @@ use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::{Pairing, Protocol, TestSettings};
-use crate::iperf3::{self, Failure, FailureReason, TestResult};
+use crate::iperf3::{self, Failure, FailureReason, Protocol, TestResult, TestSettings};
 use crate::runner::{ClientCommand, ClientOutput, ClientRunner, MAX_OUTPUT_BYTES, RunError};
-use crate::schedule::{Plan, PlannedTest, Schedule};
+use crate::schedule::{Pairing, Plan, PlannedTest, Schedule};
 use crate::targets::{IpFamily, Node};
 use dispatch::{Condemned, Dispatch, Ended, Lease, Next, Side};
 
@@ -657,7 +656,7 @@ mod tests {
         let nodes = nodes(n);
         let settings = settings();
         let schedule =
-            Schedule::new(Topology::Mesh { nodes: n, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
+            Schedule::new(Topology::Mesh { nodes: n, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (_tx, stop) = watch::channel(false);
         let measure = Measure { runner, nodes: &nodes, settings: &settings, pairing: Pairing::Duplex, deadline: None };
@@ -677,7 +676,7 @@ mod tests {
         let nodes = nodes(n);
         let settings = settings();
         let schedule =
-            Schedule::new(Topology::Mesh { nodes: n, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
+            Schedule::new(Topology::Mesh { nodes: n, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, Some(budget), Duration::from_secs(1), concurrency, run).unwrap();
         let deadline = Some(tokio::time::Instant::now() + budget);
         tokio::time::advance(discovery).await;
@@ -791,7 +790,7 @@ mod tests {
         let nodes = nodes(4);
         let settings = settings();
         let schedule =
-            Schedule::new(Topology::Mesh { nodes: 4, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
+            Schedule::new(Topology::Mesh { nodes: 4, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (tx, stop) = watch::channel(false);
         tx.send(true).unwrap();
@@ -809,7 +808,7 @@ mod tests {
         let nodes = nodes(4);
         let settings = TestSettings { timeout: Duration::from_secs(3600), ..settings() };
         let schedule =
-            Schedule::new(Topology::Mesh { nodes: 4, pairing: crate::config::Pairing::Duplex }, vec![Protocol::Tcp]);
+            Schedule::new(Topology::Mesh { nodes: 4, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (tx, stop) = watch::channel(false);
         tokio::spawn(async move {

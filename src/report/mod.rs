@@ -6,15 +6,27 @@ pub mod table;
 
 use std::collections::HashMap;
 
+use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::config::{Mode, Output, Protocol};
 use crate::error::exit_code;
+use crate::iperf3::Protocol;
 use crate::measure::{self, Measurement, StopReason};
 use crate::samples::{RunFacts, RunSamples, SampleSource};
-use crate::schedule::{Plan, Schedule};
+use crate::schedule::{Mode, Plan, Schedule};
 use crate::sinks::{Delivery, exposition};
 use crate::targets::{IpFamily, Node};
+
+/// What is printed on stdout when the run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// The source × destination matrix per protocol, for humans and `kubectl logs`.
+    Table,
+    /// The whole run report as JSON.
+    Json,
+    /// The samples in the Prometheus text exposition format, with timestamps.
+    Prometheus,
+}
 
 /// The result of a run that measured.
 #[derive(Debug, Serialize)]

@@ -107,11 +107,9 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::config::Mode;
-    use crate::config::Protocol;
-    use crate::iperf3::{Failure, FailureReason, TcpResult, TestResult};
+    use crate::iperf3::{Failure, FailureReason, Protocol, TcpResult, TestResult};
     use crate::measure::Measurement;
-    use crate::schedule::Plan;
+    use crate::schedule::{Mode, Plan};
     use crate::targets::IpFamily;
 
     fn measurement(source: &str, destination: &str, outcome: Outcome) -> Measurement {

@@ -4,10 +4,9 @@
 use std::fmt::Write as _;
 
 use super::{DryRun, RunReport};
-use crate::config::Protocol;
-use crate::iperf3::TestResult;
+use crate::iperf3::{Protocol, TestResult};
 use crate::measure::{Measurement, Outcome};
-use crate::schedule::{Plan, Schedule, Topology};
+use crate::schedule::{Pairing, Plan, Schedule, Topology};
 use crate::targets::IpFamily;
 
 /// Rounds and pairs listed by the dry-run text before it summarises.
@@ -132,16 +131,16 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
     let (shape, lower_bound) = match schedule.topology() {
         Topology::Mesh { nodes, pairing } => {
             let name = match pairing {
-                crate::config::Pairing::Auto => "auto (duplex; exclusive when duplex reads low)",
-                crate::config::Pairing::Duplex => "duplex",
-                crate::config::Pairing::Exclusive => "exclusive",
+                Pairing::Auto => "auto (duplex; exclusive when duplex reads low)",
+                Pairing::Duplex => "duplex",
+                Pairing::Exclusive => "exclusive",
             };
             // Each node sends N-1 tests (duplex); in exclusive pairing it is in 2(N-1) tests, one a
             // round, and an odd N leaves one node idle each round.
             let bound = match (pairing, nodes) {
                 (_, 0 | 1) => 0,
-                (crate::config::Pairing::Duplex | crate::config::Pairing::Auto, n) => n - 1,
-                (crate::config::Pairing::Exclusive, n) => n * (n - 1) / (n / 2),
+                (Pairing::Duplex | Pairing::Auto, n) => n - 1,
+                (Pairing::Exclusive, n) => n * (n - 1) / (n / 2),
             };
             (format!("mesh of {nodes} nodes, {name} pairing"), bound)
         }
