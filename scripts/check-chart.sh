@@ -340,6 +340,174 @@ run_check "alerts: the PrometheusRule with default values is alerts/iperf3-monit
 run_check "alerts: with ci/all-features' thresholds every rule changes and passes promtool" \
   compare_rules "$work/renders/all-features-$KUBE_NEWEST.yaml" different
 
+# Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards/, the
+# checks of k8s.io/pod-security-admission) applied to every pod template of the renders, as the
+# admission controller sees the pod: a host-network container's port gets its hostPort by
+# defaulting. Servers on the host network must need exactly "privileged" for their host
+# namespace and ports (what templates/_helpers.tpl's podSecurityProblem says); every other pod,
+# the job's and the pod-network servers' (server.hostNetwork=false, server.podNetwork.enabled),
+# must pass "restricted".
+check_pod_security() {
+  "$tools/venv/bin/python" - "$@" <<'EOF'
+import sys, yaml
+
+BASELINE_CAPS = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                 "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                      "persistentVolumeClaim", "projected", "secret"}
+SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                "net.ipv4.tcp_keepalive_probes"}
+
+def violations(spec):
+    """(baseline, restricted) violations of a pod spec."""
+    base, strict = [], []
+    pod_sc = spec.get("securityContext") or {}
+    containers = [c for key in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(key) or []]
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(key):
+            base.append(key)
+    for c in containers:
+        sc = c.get("securityContext") or {}
+        name = c["name"]
+        if sc.get("privileged"):
+            base.append(f"{name}: privileged")
+        if (sc.get("windowsOptions") or {}).get("hostProcess") or (pod_sc.get("windowsOptions") or {}).get("hostProcess"):
+            base.append(f"{name}: hostProcess")
+        added = set((sc.get("capabilities") or {}).get("add") or [])
+        if added - BASELINE_CAPS:
+            base.append(f"{name}: adds {sorted(added - BASELINE_CAPS)}")
+        if added - {"NET_BIND_SERVICE"}:
+            strict.append(f"{name}: adds {sorted(added - {'NET_BIND_SERVICE'})}")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            strict.append(f"{name}: does not drop ALL capabilities")
+        for port in c.get("ports") or []:
+            host_port = port.get("hostPort", port["containerPort"] if spec.get("hostNetwork") else 0)
+            if host_port:
+                base.append(f"{name}: hostPort {host_port}/{port.get('protocol', 'TCP')}")
+        if sc.get("procMount", "Default") != "Default":
+            base.append(f"{name}: procMount")
+        for ctx in (pod_sc, sc):
+            se = ctx.get("seLinuxOptions") or {}
+            if se.get("type", "") not in ("", "container_t", "container_init_t", "container_kvm_t", "container_engine_t") or se.get("user") or se.get("role"):
+                base.append(f"{name}: seLinuxOptions")
+        profile = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if profile == "Unconfined":
+            base.append(f"{name}: seccomp Unconfined")
+        if profile not in ("RuntimeDefault", "Localhost"):
+            strict.append(f"{name}: no RuntimeDefault or Localhost seccomp profile")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            strict.append(f"{name}: allowPrivilegeEscalation is not false")
+        if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
+            strict.append(f"{name}: runAsNonRoot is not true")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            strict.append(f"{name}: runAsUser 0")
+    if pod_sc.get("runAsUser") == 0:
+        strict.append("pod: runAsUser 0")
+    for sysctl in pod_sc.get("sysctls") or []:
+        if sysctl["name"] not in SAFE_SYSCTLS:
+            base.append(f"sysctl {sysctl['name']}")
+    for volume in spec.get("volumes") or []:
+        kind = next(k for k in volume if k != "name")
+        if kind == "hostPath":
+            base.append(f"hostPath volume {volume['name']}")
+        if kind not in RESTRICTED_VOLUMES:
+            strict.append(f"volume {volume['name']}: {kind}")
+    return base, base + strict
+
+def pod_spec(doc):
+    kind = doc["kind"]
+    if kind in ("DaemonSet", "Deployment", "StatefulSet", "Job"):
+        return doc["spec"]["template"]["spec"]
+    if kind == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if kind == "Pod":
+        return doc["spec"]
+    return None
+
+bad = pods = 0
+for render in sys.argv[1:]:
+    for doc in yaml.safe_load_all(open(render)):
+        spec = doc and pod_spec(doc)
+        if spec is None:
+            continue
+        pods += 1
+        name = f"{render.rsplit('/', 1)[-1]}: {doc['kind']}/{doc['metadata']['name']}"
+        base, strict = violations(spec)
+        level = "restricted" if not strict else "baseline" if not base else "privileged"
+        if spec.get("hostNetwork"):
+            host_only = all(v == "hostNetwork" or ": hostPort " in v for v in base)
+            ok = level == "privileged" and host_only
+            want = "privileged for its host network and ports only"
+        else:
+            ok = level == "restricted"
+            want = "restricted"
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {level}{' (' + '; '.join(strict) + ')' if strict else ''}; expected {want}")
+        bad += not ok
+print(f"{pods} pod templates checked against the Pod Security Standards")
+sys.exit(1 if bad or not pods else 0)
+EOF
+}
+run_check "pod security: host-network servers need exactly privileged, every other pod passes restricted" \
+  check_pod_security "$work"/renders/*-"$KUBE_NEWEST".yaml
+
+# server.podNetwork.enabled: two server DaemonSets whose selectors do not overlap, the
+# pod-network one without host network, host port or dnsPolicy, and the job's --selector (the
+# set-based requirement the kube-apiserver reads) matching the pods of both and nothing else.
+check_pod_network_servers() {
+  "$tools/venv/bin/python" - "$1" <<'EOF'
+import re, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+sets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "DaemonSet"}
+names = sorted(sets)
+if len(names) != 2 or not names[1].endswith("-server-pod") or names[1] != names[0] + "-pod":
+    sys.exit(f"expected the DaemonSets <fullname>-server and <fullname>-server-pod, found {names}")
+host, pod = (sets[n]["spec"] for n in names)
+if not host["template"]["spec"].get("hostNetwork"):
+    sys.exit(f"{names[0]} is not on the host network")
+spec = pod["template"]["spec"]
+problems = [f"{names[1]}: {key} set" for key in ("hostNetwork", "hostPID", "hostIPC", "dnsPolicy") if key in spec]
+problems += [f"{names[1]}: hostPort in {c['name']}" for c in spec["containers"] for p in c.get("ports", []) if "hostPort" in p]
+
+def matches(selector, labels):
+    """A label selector string (equality and `key in (a,b)` requirements) against labels."""
+    for req in re.findall(r"[^,(]+\([^)]*\)|[^,]+", selector):
+        if m := re.fullmatch(r"\s*(\S+)\s+in\s+\(([^)]*)\)\s*", req):
+            if labels.get(m[1]) not in [v.strip() for v in m[2].split(",")]:
+                return False
+        else:
+            key, value = req.split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+    return True
+
+def selects(match_labels, labels):
+    return all(labels.get(k) == v for k, v in match_labels.items())
+
+host_labels, pod_labels = host["template"]["metadata"]["labels"], pod["template"]["metadata"]["labels"]
+if selects(host["selector"]["matchLabels"], pod_labels) or selects(pod["selector"]["matchLabels"], host_labels):
+    problems.append("the DaemonSets' selectors overlap")
+job = next(d for d in docs if d["kind"] == "CronJob")
+job_pod = job["spec"]["jobTemplate"]["spec"]["template"]
+args = job_pod["spec"]["containers"][0]["args"]
+selector = next(a.split("=", 1)[1] for a in args if a.startswith("--selector="))
+for what, labels, want in (("host-network servers", host_labels, True), ("pod-network servers", pod_labels, True),
+                           ("job pods", job_pod["metadata"]["labels"], False)):
+    if matches(selector, labels) != want:
+        problems.append(f"--selector={selector} {'does not match' if want else 'matches'} the {what}")
+policy = next((d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-server")), None)
+if policy:
+    expr = policy["spec"]["podSelector"]["matchExpressions"][0]
+    if sorted(expr["values"]) != sorted({host_labels["app.kubernetes.io/component"], pod_labels["app.kubernetes.io/component"]}):
+        problems.append(f"the servers' NetworkPolicy selects components {expr['values']}")
+print("\n".join(problems) or f"{names[0]} (host network) and {names[1]} (pod network); --selector={selector}")
+sys.exit(1 if problems else 0)
+EOF
+}
+run_check "pod network: ci/host-and-pod-network renders two server DaemonSets the job's selector finds" \
+  check_pod_network_servers "$work/renders/host-and-pod-network-$KUBE_NEWEST.yaml"
+
 # checkov must find nothing; every skip must be annotated in the chart with
 # its justification.
 run_checkov() {

@@ -48,9 +48,26 @@ app.kubernetes.io/name: {{ include "iperf3-monitor.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{- define "iperf3-monitor.serverSelectorLabels" -}}
-{{ include "iperf3-monitor.selectorLabels" . }}
-app.kubernetes.io/component: server
+{{/*
+Whether the chart runs the second, pod-network server DaemonSet
+(server.podNetwork.enabled); fails when it would duplicate the first.
+podNetwork may be missing (helm upgrade --reuse-values from an older chart).
+*/}}
+{{- define "iperf3-monitor.podNetworkServers" -}}
+{{- if dig "podNetwork" "enabled" false .Values.server }}
+{{- if not .Values.server.hostNetwork }}
+{{- fail "server.podNetwork.enabled adds a pod-network DaemonSet beside the host-network one, but server.hostNetwork=false already puts the servers on the pod network: set server.hostNetwork=true to measure both networks, or server.podNetwork.enabled=false to measure the pod network only" }}
+{{- end -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+The component labels of the server pods: `server` (the DaemonSet
+<fullname>-server), and `server-pod` with server.podNetwork.enabled.
+*/}}
+{{- define "iperf3-monitor.serverComponents" -}}
+{{- if include "iperf3-monitor.podNetworkServers" . }}server,server-pod{{ else }}server{{ end }}
 {{- end }}
 
 {{- define "iperf3-monitor.jobSelectorLabels" -}}
@@ -59,13 +76,23 @@ app.kubernetes.io/component: job
 {{- end }}
 
 {{/*
-The job's --selector: exactly the server pods of this release.
+The job's --selector: exactly the server pods of this release, of both
+DaemonSets with server.podNetwork.enabled (a set-based requirement,
+`app.kubernetes.io/component in (server,server-pod)`); the job tells their
+networks apart by spec.hostNetwork.
 */}}
 {{- define "iperf3-monitor.serverSelector" -}}
-{{- $labels := include "iperf3-monitor.serverSelectorLabels" . | fromYaml }}
+{{- $labels := include "iperf3-monitor.selectorLabels" . | fromYaml }}
+{{- $components := include "iperf3-monitor.serverComponents" . }}
+{{- if eq $components "server" }}
+{{- $_ := set $labels "app.kubernetes.io/component" "server" }}
+{{- end }}
 {{- $pairs := list }}
 {{- range $key := keys $labels | sortAlpha }}
 {{- $pairs = append $pairs (printf "%s=%s" $key (get $labels $key)) }}
+{{- end }}
+{{- if ne $components "server" }}
+{{- $pairs = prepend $pairs (printf "app.kubernetes.io/component in (%s)" $components) }}
 {{- end }}
 {{- join "," $pairs }}
 {{- end }}
