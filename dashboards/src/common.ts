@@ -96,6 +96,7 @@ export const sharedVariables = () => [
   runWindowVariable(),
   clusterVariable(),
   ipFamilyVariable(),
+  networkVariable(),
   zoneVariable(),
 ];
 
@@ -128,6 +129,15 @@ export const ipFamilyVariable = () =>
       'IP family of the tests shown (--ip-families): each family of a dual-stack cluster is measured in rounds ' +
         'of its own. A single-stack cluster has one.',
     );
+
+/** One network at a time, like the family: with server.podNetwork.enabled a pair has a series on
+ * the host network and one on the pod network. The CNI-cost matrix reads both, whatever this is. */
+export const networkVariable = () =>
+  labelValuesVariable('network', 'Network', 'label_values(iperf3_test_success{cluster=~"$cluster"}, network)').description(
+    'Network of the tests shown (--networks): host = the iperf3 servers on the node network (server.hostNetwork), ' +
+      'pod = on the pod network, through the CNI. With server.podNetwork.enabled each is measured as a mesh of its own; ' +
+      'a single-network install has one.',
+  );
 
 export const zoneVariable = () =>
   labelValuesVariable('zone', 'Source zone', 'label_values(iperf3_test_success{cluster=~"$cluster"}, source_zone)')
@@ -283,7 +293,7 @@ export class DataLinkBuilder implements cog.Builder<dashboard.DashboardLink> {
 /** Opens the drill-down on one pair, keeping the data source, cluster, result window and time
  * range; the arguments are Grafana expressions for the source, destination and protocol. */
 export function drilldownLink(source: string, destination: string, protocol: string): DataLinkBuilder {
-  const keep = ['datasource', 'cluster', 'run_window'].map((v) => `\${${v}:queryparam}`).join('&');
+  const keep = ['datasource', 'cluster', 'ip_family', 'network', 'run_window'].map((v) => `\${${v}:queryparam}`).join('&');
   return new DataLinkBuilder(
     `Open ${source} → ${destination}`,
     `/d/iperf3-monitor-drilldown/iperf3-monitor-pair-drill-down?var-source_node=${source}&var-destination_node=${destination}` +

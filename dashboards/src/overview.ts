@@ -27,12 +27,14 @@ import {
   bitsPerSecond,
   eq,
   failedAsZero,
+  failedOnEitherNetworkAsZero,
   fresh,
   lastOver,
   latest,
   nodeRatio,
   pairScope,
   pathRatio,
+  podNetworkRatio,
   re,
   runLatest,
   runSum,
@@ -40,6 +42,9 @@ import {
 
 const CLUSTER = re('cluster', '$cluster');
 const PROTOCOLS = re('protocol', '$protocol');
+/** The run-level series of pairs (iperf3_monitor_run_pairs_covered, iperf3_monitor_mesh_pairs)
+ * carry the family and the network as the pair series do. */
+const RUN_PAIRS: Matcher[] = [CLUSTER, re('ip_family', '$ip_family'), re('network', '$network'), PROTOCOLS];
 
 /** The pairs a panel shows: the cluster, the source zone and the protocol(s). */
 const pairs = (protocol: Matcher = PROTOCOLS): PairFilter => pairScope(re('source_zone', '$zone'), protocol);
@@ -182,7 +187,7 @@ const stats = [
     'Pairs covered (last run)',
     'Directed pairs measured successfully by the latest run, per protocol. Less than the mesh when a full cycle takes several runs (iperf3_monitor_cycle_runs).',
     'none',
-    runSum('iperf3_monitor_run_pairs_covered', [CLUSTER, PROTOCOLS], 'protocol'),
+    runSum('iperf3_monitor_run_pairs_covered', RUN_PAIRS, 'protocol'),
     '{{protocol}}',
   ),
   statPanel(
@@ -191,7 +196,7 @@ const stats = [
     'Share of the full mesh (iperf3_monitor_mesh_pairs) whose latest test within the result window succeeded, per protocol. Ignores the zone filter.',
     'percentunit',
     `count by (protocol) (\n  ${andOnPair([`(${latest('iperf3_test_success', pairScope(PROTOCOLS))} == 1)`, fresh(pairScope(PROTOCOLS))], '  ')}\n)\n` +
-      `/ on (protocol)\n${runSum('iperf3_monitor_mesh_pairs', [CLUSTER, PROTOCOLS], 'protocol')}`,
+      `/ on (protocol)\n${runSum('iperf3_monitor_mesh_pairs', RUN_PAIRS, 'protocol')}`,
     '{{protocol}}',
   ).thresholds(thresholds('red', [0.9, 'yellow'], [1, 'green'])),
   statPanel(
@@ -220,6 +225,15 @@ const WORST_PATHS =
   "The ten pairs with the lowest path ratio per protocol: the pair's latest throughput ÷ what its endpoints allow (the lower of its source's median send and its destination's median receive); the recording rule iperf3:path_ratio. 1 = the path is as good as its endpoints, so the pairs of a slow node stay near 1; low = the path itself (a cable, a switch port, a route) is at fault, and Iperf3PathSlow fires below 0.5 when both endpoints are fine. Click a row to open the pair.";
 const PATH_RATIO_MATRIX =
   'Each pair\'s latest throughput ÷ what its endpoints allow (the lower of its source\'s median send and its destination\'s median receive), the recording rule iperf3:path_ratio, laid out like the throughput matrix. A slow node\'s row or column stays near 1 (its pairs are as good as it allows; the node tables name it); a single red cell between healthy nodes is a bad path. Red below 0.5 (Iperf3PathSlow), orange below 0.8, yellow below 0.9. A pair whose latest test failed shows "failed". Click a cell to open the pair.';
+
+/** The CNI-cost matrix's title; scripts/check-dashboard-queries.sh --cni-cost finds the panel by it. */
+export const CNI_COST_TITLE = 'CNI cost: pod ÷ host network, source → destination ($protocol)';
+const CNI_COST_MATRIX =
+  "Each pair's latest pod-network throughput ÷ its latest host-network throughput, in the selected IP family (whatever the network variable says): what the CNI (overlay, encryption, eBPF, policy) costs on that path; the recording rule iperf3:pod_network_ratio. 1.0 = the CNI costs nothing; 0.6 = the pod network carries 60 % of what the node network does. Needs both networks measured (chart value server.podNetwork.enabled); empty otherwise. A uniformly low matrix is the CNI's own cost; one low row, column or cell is a node or path where the pod network is worse than the node network. Iperf3PodNetworkSlow fires on TCP below 0.6. Red below 0.5, orange below 0.8, yellow below 0.9. A pair whose latest test failed on either network shows \"failed\". Click a cell to open the pair.";
+
+const cniCostMatrix = asRatio(
+  matrixPanel(27, CNI_COST_TITLE, CNI_COST_MATRIX, `${failedOnEitherNetworkAsZero(ONE_PROTOCOL)}\nor\n${podNetworkRatio(ONE_PROTOCOL)}`),
+).max(1.2);
 
 const diagnosis = [
   nodeRatioPanel(
@@ -323,8 +337,8 @@ const history = [
   graphPanel(17, 'Pairs covered per run', 'Directed pairs measured successfully by each run, against the full mesh, per protocol.', 'none')
     .height(8)
     .span(8)
-    .withTarget(range('A', runSum('iperf3_monitor_run_pairs_covered', [CLUSTER, PROTOCOLS], 'protocol'), '{{protocol}} covered'))
-    .withTarget(range('B', runSum('iperf3_monitor_mesh_pairs', [CLUSTER, PROTOCOLS], 'protocol'), '{{protocol}} mesh')),
+    .withTarget(range('A', runSum('iperf3_monitor_run_pairs_covered', RUN_PAIRS, 'protocol'), '{{protocol}} covered'))
+    .withTarget(range('B', runSum('iperf3_monitor_mesh_pairs', RUN_PAIRS, 'protocol'), '{{protocol}} mesh')),
   graphPanel(18, 'Run duration', 'Wall time of each run (iperf3_monitor_run_duration_seconds); keep it below the CronJob interval.', 's')
     .height(7)
     .span(9)
@@ -361,6 +375,7 @@ export function overview(): dashboard.DashboardBuilder {
     .withVariable(protocolVariable('iperf3_test_success{cluster=~"$cluster"}'));
   stats.forEach((panel) => board.withPanel(panel.height(4).span(3)));
   board.withRow(row(9, 'Throughput matrix')).withPanel(throughputMatrix);
+  board.withRow(row(28, 'CNI cost')).withPanel(cniCostMatrix);
   board.withRow(row(22, 'Diagnosis'));
   diagnosis.forEach((panel) => board.withPanel(panel));
   board.withRow(row(11, 'Problems'));

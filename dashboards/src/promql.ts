@@ -4,8 +4,12 @@
 // the Pushgateway count once. The line breaks and indents are part of the output: Grafana shows
 // the query as written.
 
-/** The labels that name a pair; every pair query aggregates and matches on them. */
-export const PAIR_LABELS = 'cluster, source_node, destination_node, protocol, ip_family';
+/** The labels that name two nodes' path in one protocol and family, on either network. */
+export const NODE_PAIR_LABELS = 'cluster, source_node, destination_node, protocol, ip_family';
+
+/** The labels that name a pair; every pair query aggregates and matches on them. `network`
+ * (host or pod) is one of them, so that a pair's two networks never merge in a `max by`. */
+export const PAIR_LABELS = `${NODE_PAIR_LABELS}, network`;
 
 /** One label matcher of a selector, e.g. `cluster=~"$cluster"`. */
 export type Matcher = `${string}=${string}`;
@@ -18,7 +22,14 @@ export type PairFilter = readonly Matcher[];
 export const pairScope = (...rest: Matcher[]): PairFilter => [
   re('cluster', '$cluster'),
   re('ip_family', '$ip_family'),
+  re('network', '$network'),
   ...rest,
+];
+
+/** A filter on one network instead of the dashboard's `$network`: the CNI-cost query reads both. */
+export const onNetwork = (filter: PairFilter, network: 'host' | 'pod'): PairFilter => [
+  ...filter.filter((m) => !m.startsWith('network=')),
+  eq('network', network),
 ];
 
 export const eq = (label: string, value: string): Matcher => `${label}="${value}"`;
@@ -77,7 +88,7 @@ export type Node = 'source_node' | 'destination_node';
 /** The labels of a mesh (whose median the ratios divide by), or of one node's pairs in it. Like
  * PAIR_LABELS, a label that tells meshes apart goes here. */
 const meshLabels = (node?: Node): string =>
-  node === undefined ? 'cluster, protocol, ip_family' : `cluster, ${node}, protocol, ip_family`;
+  node === undefined ? 'cluster, protocol, ip_family, network' : `cluster, ${node}, protocol, ip_family, network`;
 
 /** The median of the succeeded pairs' throughput, by `by`. */
 export const medianOfSucceeded = (by: string, filter: PairFilter): string =>
@@ -96,6 +107,24 @@ export function pathRatio(filter: PairFilter): string {
     `label_replace(\n ${succeededPairs(filter)}\n / on (${meshLabels(node)}) group_left ()\n ` +
     `${medianOfSucceeded(meshLabels(node), filter)},\n "endpoint", "${endpoint}", "", "")`;
   return `max by (${PAIR_LABELS}) (\n${over('source_node', 'source')}\nor\n${over('destination_node', 'destination')}\n)`;
+}
+
+/** The CNI's cost of each pair: its pod-network throughput ÷ its host-network throughput, both
+ * the latest successful and recent result (the recording rule iperf3:pod_network_ratio). 1 = the
+ * CNI costs nothing; 0.6 = the pod network carries 60 % of what the node network does. Labelled
+ * by NODE_PAIR_LABELS (no `network`); empty unless both networks are measured. */
+export const podNetworkRatio = (filter: PairFilter): string =>
+  `${succeededPairs(onNetwork(filter, 'pod'))}\n/ ignoring (network)\n${succeededPairs(onNetwork(filter, 'host'))}`;
+
+/** 0 for fresh pairs measured on both networks whose latest test failed on either, by
+ * NODE_PAIR_LABELS: what the CNI-cost matrix shows as "failed" (a single-network install's
+ * failures are not the CNI's). */
+export function failedOnEitherNetworkAsZero(filter: PairFilter): string {
+  const both = filter.filter((m) => !m.startsWith('network='));
+  return (
+    `max by (${NODE_PAIR_LABELS}) ${failedAsZero(both)}\nand on (${NODE_PAIR_LABELS})\n` +
+    `(count by (${NODE_PAIR_LABELS}) ${fresh(both)} > 1)`
+  );
 }
 
 /** A run-level metric's latest value within the result window, by `by` (cluster first). */

@@ -44,7 +44,12 @@ METRIC_NAME = re.compile(r"\biperf3_[a-z0-9_]*[a-z0-9]")
 MAY_BE_EMPTY = (
     (re.compile(r"\biperf3_test_failure\b"), "iperf3_test_failure exists only for failed tests"),
     (re.compile(r"\biperf3_test_cpu_bound\{[^}]*\}\[[^\]]*\]\)\)\s*==\s*1"), "it lists CPU-bound tests only, and a run may have none"),
+    (re.compile(r'network="pod"'), "the CNI-cost matrix needs both networks measured (server.podNetwork.enabled); pass --cni-cost to require it"),
 )
+
+# The overview's CNI-cost matrix (dashboards/src/overview.ts CNI_COST_TITLE): each pair's
+# pod-network throughput / its host-network throughput, the recording rule iperf3:pod_network_ratio.
+CNI_COST_TITLE_PREFIX = "CNI cost:"
 
 # Metrics of one protocol only: a run without that protocol leaves queries on them empty.
 PROTOCOL_OF_METRIC = {
@@ -391,10 +396,38 @@ def check_matrix(q: Query, result: dict, nodes: int | None) -> str:
     return f"{len(cells)} cells"
 
 
-def live(prom_url: str, paths: list[Path], nodes: int | None, protocols: list[str] | None, now: float, step: int) -> int:
+def is_cni_cost(q: Query) -> bool:
+    return q.panel_title.startswith(CNI_COST_TITLE_PREFIX)
+
+
+def check_cni_cost(result: dict, expected: float, tolerance: float) -> str:
+    """Every cell of the CNI-cost matrix within `tolerance` (relative) of `expected`."""
+    cells = [(s["metric"]["source_node"], s["metric"]["destination_node"], float(s["value"][1])) for s in result["result"]]
+    if not cells:
+        raise CheckError(f"no cell, expected a ratio of {expected} on every pair: are both networks measured?")
+    off = [f"{src} -> {dst} {value:.3f}" for src, dst, value in cells if abs(value - expected) > tolerance * expected]
+    if off:
+        raise CheckError(f"{len(off)} of {len(cells)} cells off {expected} by more than {tolerance:.0%}: {', '.join(sorted(off, key=natural_key))}")
+    values = [value for _, _, value in cells]
+    return f"ratio {min(values):.3f}..{max(values):.3f}, expected {expected} ± {tolerance:.0%}"
+
+
+def live(
+    prom_url: str,
+    paths: list[Path],
+    nodes: int | None,
+    protocols: list[str] | None,
+    now: float,
+    step: int,
+    cni_cost: dict[str, float] | None = None,
+    cni_tolerance: float = 0.1,
+) -> int:
+    """`cni_cost`: protocol -> the ratio every cell of the CNI-cost matrix must show."""
     prom = Prometheus(prom_url)
+    cni_cost = cni_cost or {}
     passed = failed = skipped = 0
     matrix_runs = 0
+    cni_checked: set[str] = set()
     for path in paths:
         dashboard = load(path)
         range_s = parse_relative(dashboard.get("time", {}).get("from", "now-6h"))
@@ -429,6 +462,14 @@ def live(prom_url: str, paths: list[Path], nodes: int | None, protocols: list[st
                             [("query", expr), ("start", f"{now - range_s:.3f}"), ("end", f"{now:.3f}"), ("step", str(step))],
                         )
                     count = series_count(result)
+                    cni_expected = cni_cost.get(repeat_value or "") if is_cni_cost(q) else None
+                    if cni_expected is not None:
+                        detail = check_matrix(q, result, nodes) + ", " + check_cni_cost(result, cni_expected, cni_tolerance)
+                        cni_checked.add(repeat_value)
+                        matrix_runs += 1
+                        print(f"ok   {label}: {detail}")
+                        passed += 1
+                        continue
                     if count == 0:
                         why = next((why for pattern, why in MAY_BE_EMPTY if pattern.search(q.expr)), None)
                         if why:
@@ -447,6 +488,9 @@ def live(prom_url: str, paths: list[Path], nodes: int | None, protocols: list[st
                     failed += 1
     if matrix_runs == 0:
         print("FAIL no matrix panel was checked")
+        failed += 1
+    for protocol in sorted(set(cni_cost) - cni_checked):
+        print(f"FAIL --cni-cost {protocol}: no \"{CNI_COST_TITLE_PREFIX} ...\" panel was checked for {protocol}")
         failed += 1
     print(f"dashboard-queries: {passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
@@ -471,6 +515,10 @@ def main(argv: list[str]) -> int:
     p_live.add_argument("--protocols", help="comma-separated protocols the run measured, e.g. tcp,udp [default: what the data has]")
     p_live.add_argument("--time", type=float, help="unix time to evaluate at [default: now]")
     p_live.add_argument("--step", type=int, default=60, help="step of range queries in seconds [default: 60]")
+    p_live.add_argument("--cni-cost", action="append", metavar="PROTOCOL=RATIO", default=[],
+                        help="every cell of the CNI-cost matrix of PROTOCOL must show RATIO (pod ÷ host network), repeatable")
+    p_live.add_argument("--cni-cost-tolerance", type=float, default=0.1, metavar="FRACTION",
+                        help="relative tolerance of --cni-cost [default: 0.1]")
     p_live.add_argument("--dashboard", dest="dashboards", action="append", type=Path, metavar="FILE",
                         help="a dashboard to check, repeatable [default: dashboards/*.json]")
     args = parser.parse_args(argv)
@@ -500,7 +548,23 @@ def main(argv: list[str]) -> int:
             if args.nodes is not None and args.nodes < 2:
                 parser.error("--nodes must be at least 2")
             protocols = [p for p in args.protocols.split(",") if p] if args.protocols else None
-            return live(args.prom_url, args.dashboards or DEFAULT_DASHBOARDS, args.nodes, protocols, args.time or time.time(), args.step)
+            cni_cost = {}
+            for item in args.cni_cost:
+                protocol, _, ratio = item.partition("=")
+                try:
+                    cni_cost[protocol] = float(ratio)
+                except ValueError:
+                    parser.error(f"--cni-cost {item!r}: expected PROTOCOL=RATIO, e.g. tcp=0.5")
+            return live(
+                args.prom_url,
+                args.dashboards or DEFAULT_DASHBOARDS,
+                args.nodes,
+                protocols,
+                args.time or time.time(),
+                args.step,
+                cni_cost,
+                args.cni_cost_tolerance,
+            )
     except CheckError as e:
         print(f"FAIL {e}")
         return 1

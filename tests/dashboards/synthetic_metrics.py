@@ -7,7 +7,10 @@ Shaped like the metric contract and like what Prometheus stores for each deliver
                 merge, so a series stays until pushed again), as with `honor_labels: true`.
 
 The scenario, so that every panel has something to show and the freshness logic is exercised:
-  - nodes n1..nN measure the full mesh over tcp and udp every --interval seconds;
+  - nodes n1..nN measure the full mesh over tcp and udp every --interval seconds, on the host
+    network and on the pod network (network="host", "pod"), each a mesh of its own;
+  - the pod network carries --pod-network-ratio (0.5) of what the host network does over tcp, on
+    every pair (the CNI-cost matrix's known answer); over udp, paced to its bitrate, both the same;
   - n3 -> n1 is slow over tcp (a tenth of the others), n2 -> n4 loses 3% over udp;
   - n4 -> n2 over udp fails with reason "timeout" in the last two runs;
   - n1 -> n2 over tcp is CPU-bound (iperf3_test_cpu_bound 1, its sender near 100% CPU);
@@ -22,6 +25,7 @@ import random
 import sys
 from collections import defaultdict
 
+NETWORKS = ("host", "pod")
 PAIR_METRICS_TCP = ("iperf3_retransmits", "iperf3_rtt_seconds")
 PAIR_METRICS_UDP = ("iperf3_jitter_seconds", "iperf3_lost_packets", "iperf3_packets", "iperf3_loss_ratio")
 
@@ -53,16 +57,16 @@ def simulate(args: argparse.Namespace) -> Pushes:
         members = nodes + ([gone] if start < first_start + 3600 else [])
         base = {"cluster": args.cluster} if args.cluster else {}
         tests = {"success": 0, "failure": 0}
-        covered: dict[str, int] = defaultdict(int)
+        covered: dict[tuple[str, str], int] = defaultdict(int)
         offset = 0.0
-        for protocol in ("tcp", "udp"):
+        for network, protocol in ((n, p) for n in NETWORKS for p in ("tcp", "udp")):
             for src in members:
                 for dst in members:
                     if src == dst:
                         continue
-                    offset += args.duration_per_run / (2 * len(members) * (len(members) - 1))
+                    offset += args.duration_per_run / (2 * len(NETWORKS) * len(members) * (len(members) - 1))
                     end = start + offset
-                    labels = dict(base, source_node=src, destination_node=dst, protocol=protocol, ip_family="ipv4")
+                    labels = dict(base, source_node=src, destination_node=dst, protocol=protocol, ip_family="ipv4", network=network)
                     if args.zones:
                         labels.update(source_zone=zone(src), destination_zone=zone(dst))
                     failed = protocol == "udp" and (src, dst) == ("n4", "n2") and run >= runs - 2
@@ -74,9 +78,10 @@ def simulate(args: argparse.Namespace) -> Pushes:
                         tests["failure"] += 1
                         continue
                     tests["success"] += 1
-                    covered[protocol] += 1
+                    covered[(network, protocol)] += 1
                     if protocol == "tcp":
-                        rate = 1.1e9 * (0.1 if (src, dst) == ("n3", "n1") else 1) * (1 + rng.uniform(-0.03, 0.03))
+                        cni = args.pod_network_ratio if network == "pod" else 1
+                        rate = 1.1e9 * cni * (0.1 if (src, dst) == ("n3", "n1") else 1) * (1 + rng.uniform(-0.03, 0.03))
                         pushes.add(end, "iperf3_retransmits", labels, rng.randint(0, 40))
                         pushes.add(end, "iperf3_rtt_seconds", labels, 0.0002 + rng.random() * 0.0001)
                         sent = rate * 1.001
@@ -102,12 +107,13 @@ def simulate(args: argparse.Namespace) -> Pushes:
         pushes.add(run_end, "iperf3_monitor_run_duration_seconds", base, run_end - start)
         for result, count in tests.items():
             pushes.add(run_end, "iperf3_monitor_run_tests", dict(base, result=result), count)
-        for protocol in ("tcp", "udp"):
-            pushes.add(run_end, "iperf3_monitor_run_pairs_covered", dict(base, protocol=protocol, ip_family="ipv4"), covered[protocol])
-            pushes.add(run_end, "iperf3_monitor_mesh_pairs", dict(base, protocol=protocol, ip_family="ipv4"), mesh)
+        for network, protocol in ((n, p) for n in NETWORKS for p in ("tcp", "udp")):
+            run_pair = dict(base, protocol=protocol, ip_family="ipv4", network=network)
+            pushes.add(run_end, "iperf3_monitor_run_pairs_covered", run_pair, covered[(network, protocol)])
+            pushes.add(run_end, "iperf3_monitor_mesh_pairs", run_pair, mesh)
         pushes.add(run_end, "iperf3_monitor_nodes", base, len(members))
-        pushes.add(run_end, "iperf3_monitor_run_rounds", base, 2 * (len(members) - 1))
-        pushes.add(run_end, "iperf3_monitor_cycle_rounds", base, 2 * (len(members) - 1))
+        pushes.add(run_end, "iperf3_monitor_run_rounds", base, 2 * len(NETWORKS) * (len(members) - 1))
+        pushes.add(run_end, "iperf3_monitor_cycle_rounds", base, 2 * len(NETWORKS) * (len(members) - 1))
         pushes.add(run_end, "iperf3_monitor_cycle_runs", base, 1)
         pushes.add(run_end, "iperf3_monitor_run_tests_not_run", base, 0)
         pushes.add(run_end, "iperf3_monitor_run_rounds_skipped", base, 0)
@@ -148,6 +154,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--scrape", type=float, default=30, help="scrape interval of the Pushgateway")
     parser.add_argument("--cluster", help="value of the cluster label [default: none]")
     parser.add_argument("--zones", action="store_true", help="add source_zone and destination_zone")
+    parser.add_argument("--pod-network-ratio", type=float, default=0.5,
+                        help="tcp throughput on the pod network / on the host network, every pair [default: 0.5]")
     args = parser.parse_args(argv)
 
     by_metric: dict[str, list[tuple[str, list[tuple[float, float]]]]] = defaultdict(list)
