@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::iperf3::{Protocol, TestSettings};
 use crate::report::Output;
 use crate::schedule::{Mode, Pairing};
+use crate::sinks::{PushSettings, SinkSettings};
 use crate::targets::IpFamily;
 use crate::targets::kubernetes::KubernetesSettings;
 
@@ -22,7 +23,7 @@ mod kubernetes;
 mod push;
 pub use iperf3_auth::Iperf3AuthArgs;
 pub use kubernetes::KubernetesArgs;
-pub use push::{Auth, Backoff, ExtraHeaders, PushArgs, PushSettings, PushgatewayTarget, RESERVED_HEADERS, TlsSettings};
+pub use push::{PushArgs, RESERVED_HEADERS};
 
 /// Measures the network between every pair of nodes with iperf3 and pushes the results into
 /// Prometheus. One pass per invocation: discover, measure, push, exit.
@@ -192,6 +193,13 @@ pub struct RunConfig {
     pub output: Output,
     pub matrix_svg: Option<PathBuf>,
     pub dry_run: bool,
+}
+
+impl RunConfig {
+    /// What the delivery stage is set up from.
+    pub fn sink_settings(&self) -> SinkSettings<'_> {
+        SinkSettings { push: &self.push, cluster: self.cluster.as_deref(), dry_run: self.dry_run }
+    }
 }
 
 /// What the default --test-timeout allows beyond connecting and sending: process start,

@@ -40,7 +40,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     // From the start: a signal during discovery ends the run, one after it skips the rounds left.
     let stop = stop_on_signal();
     // First, so that bad TLS or credential files stop the run (a dry run too) before discovery.
-    let sinks = Sinks::new(&config).await?;
+    let sinks = Sinks::new(config.sink_settings()).await?;
     // A signal during discovery ends the run at once: there is nothing measured to deliver yet,
     // and listing a large cluster through a slow API can take longer than a pod's grace period.
     let discovered = tokio::select! {

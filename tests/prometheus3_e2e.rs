@@ -37,7 +37,7 @@ fn config(url: &str, extra: &[&str]) -> RunConfig {
 fn deliver(config: &RunConfig, samples: &[Sample]) -> Delivery {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let sinks = Sinks::new(config).await.unwrap();
+        let sinks = Sinks::new(config.sink_settings()).await.unwrap();
         sinks.deliver(samples).await.remove(0)
     })
 }

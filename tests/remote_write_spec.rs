@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use iperf3_monitor::config::{Backoff, Cli, Command, RunConfig};
+use iperf3_monitor::config::{Cli, Command, RunConfig};
 use iperf3_monitor::iperf3::{Protocol, TcpResult, TestResult};
 use iperf3_monitor::measure::{Measurement, Outcome};
 use iperf3_monitor::samples::{self, Sample};
+use iperf3_monitor::sinks::http::Backoff;
 use iperf3_monitor::sinks::remote_write::{MAX_SERIES_PER_REQUEST, prompb, v2};
 use iperf3_monitor::sinks::{Delivery, Sinks};
 use prost::Message;
@@ -476,7 +477,7 @@ fn config(url: &str, extra: &[&str]) -> RunConfig {
 
 /// The run's delivery stage, fed crafted samples.
 async fn deliver(config: &RunConfig, samples: &[Sample]) -> Delivery {
-    let sinks = Sinks::new(config).await.unwrap();
+    let sinks = Sinks::new(config.sink_settings()).await.unwrap();
     let mut deliveries = sinks.deliver(samples).await;
     assert_eq!(deliveries.len(), 1);
     deliveries.remove(0)
@@ -561,7 +562,8 @@ async fn a_large_runs_samples_are_sent_batch_by_batch_and_all_arrive() {
     };
     let run = samples::RunSamples::new(&measurements, &[], &facts, Some("lab"));
     let expected = samples::build(&measurements, &[], &facts, Some("lab"));
-    let sinks = Sinks::new(&config(&receiver.url("/api/v1/write"), &[])).await.unwrap();
+    let config = config(&receiver.url("/api/v1/write"), &[]);
+    let sinks = Sinks::new(config.sink_settings()).await.unwrap();
     let delivery = sinks.deliver(&run).await.remove(0);
     assert!(delivery.ok(), "{delivery:?}");
     assert_eq!(delivery.samples, expected.len());

@@ -103,7 +103,7 @@ async fn delivery_stage(url: &Url) -> Result<Sinks> {
         url.as_str(),
     ];
     let Command::Run(args) = Cli::try_parse_from(argv)?.command else { bail!("not a run") };
-    Ok(Sinks::new(&args.into_config(None)?).await?)
+    Ok(Sinks::new(args.into_config(None)?.sink_settings()).await?)
 }
 
 /// A TCP proxy to `target`'s host and port that counts the bytes clients send through it;

@@ -1,5 +1,5 @@
 //! Flags of the delivery stage: where results are pushed, with which credentials, TLS settings,
-//! extra headers and retry limits. Validated into [`PushSettings`]; files (credentials,
+//! extra headers and retry limits. Validated into the sinks' [`PushSettings`]; files (credentials,
 //! certificates) are only named here and read by the sinks.
 
 use std::path::PathBuf;
@@ -10,6 +10,9 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
 use crate::error::{Error, Result};
+use crate::sinks::PushSettings;
+use crate::sinks::http::{Auth, Backoff, ExtraHeaders, TlsSettings};
+use crate::sinks::pushgateway::PushgatewayTarget;
 use crate::sinks::remote_write::Message;
 
 /// Headers a user may not set: the remote-write protocol and the transport own them. The
@@ -91,72 +94,6 @@ pub struct PushArgs {
     #[arg(long, env = "IPERF3_MONITOR_PUSH_DEADLINE", value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub push_deadline: u64,
-}
-
-/// Where and how the results are delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushSettings {
-    pub remote_write_url: Option<Url>,
-    pub remote_write_message: Message,
-    pub pushgateway: Option<PushgatewayTarget>,
-    pub auth: Option<Auth>,
-    pub headers: ExtraHeaders,
-    pub tls: TlsSettings,
-    /// Timeout of one request.
-    pub request_timeout: Duration,
-    /// Retries of one request after its first attempt.
-    pub retries: u32,
-    /// Time limit of the whole delivery stage.
-    pub deadline: Duration,
-    pub backoff: Backoff,
-}
-
-/// A Pushgateway and the job name of the run's group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushgatewayTarget {
-    pub url: Url,
-    pub job: String,
-}
-
-/// Credentials, as files read when the results are delivered (so a rotated Secret is picked up).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Auth {
-    BearerTokenFile(PathBuf),
-    Basic { user: String, password_file: PathBuf },
-}
-
-/// Extra headers for every push. Values may be credentials (an API key, a tenant token), so
-/// `Debug` shows only the names.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ExtraHeaders(pub Vec<(HeaderName, HeaderValue)>);
-
-impl std::fmt::Debug for ExtraHeaders {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.iter().map(|(name, _)| format!("{name}: <redacted>"))).finish()
-    }
-}
-
-/// How the push servers' certificates are checked, and the client certificate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub ca_file: Option<PathBuf>,
-    /// Certificate and private key files.
-    pub client_identity: Option<(PathBuf, PathBuf)>,
-    pub insecure_skip_verify: bool,
-}
-
-/// Delays between attempts: exponential from `base`, doubling, never longer than `cap`
-/// (unless the server asks for longer with `Retry-After`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(30) }
-    }
 }
 
 impl PushArgs {

@@ -8,19 +8,61 @@
 //! `Retry-After` (seconds or an HTTP date) — and stop after `--push-retries` retries or when the
 //! next attempt would start after the delivery deadline (`--push-deadline`).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 
-use crate::config::{Auth, Backoff, PushSettings, TlsSettings};
+use super::PushSettings;
 use crate::credentials::Secret;
 use crate::error::{Error, Result};
 
 pub const USER_AGENT: &str = concat!("iperf3-monitor/", env!("CARGO_PKG_VERSION"));
 /// Most bytes of an error response's body that are logged.
 pub const MAX_ERROR_BODY: usize = 512;
+
+/// Credentials, as files read when the results are delivered (so a rotated Secret is picked up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    BearerTokenFile(PathBuf),
+    Basic { user: String, password_file: PathBuf },
+}
+
+/// Extra headers for every push. Values may be credentials (an API key, a tenant token), so
+/// `Debug` shows only the names.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ExtraHeaders(pub Vec<(HeaderName, HeaderValue)>);
+
+impl std::fmt::Debug for ExtraHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(name, _)| format!("{name}: <redacted>"))).finish()
+    }
+}
+
+/// How the push servers' certificates are checked, and the client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub ca_file: Option<PathBuf>,
+    /// Certificate and private key files.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    pub insecure_skip_verify: bool,
+}
+
+/// Delays between attempts: exponential from `base`, doubling, never longer than `cap`
+/// (unless the server asks for longer with `Retry-After`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(30) }
+    }
+}
 
 /// The client every sink sends through.
 #[derive(Debug)]
@@ -387,7 +429,7 @@ mod tests {
             remote_write_message: crate::sinks::remote_write::Message::default(),
             pushgateway: None,
             auth: Some(Auth::BearerTokenFile(token)),
-            headers: crate::config::ExtraHeaders(vec![(reqwest::header::HeaderName::from_static("x-key"), value)]),
+            headers: ExtraHeaders(vec![(reqwest::header::HeaderName::from_static("x-key"), value)]),
             tls: TlsSettings::default(),
             request_timeout: Duration::from_secs(1),
             retries: 0,

@@ -7,14 +7,42 @@ pub mod remote_write;
 
 use std::time::{Duration, Instant};
 
+use reqwest::Url;
 use serde::Serialize;
 
-use crate::config::RunConfig;
 use crate::error::Result;
 use crate::samples::SampleSource;
-use http::{PushClient, Sent};
-use pushgateway::PushgatewaySink;
-use remote_write::RemoteWriteSink;
+use http::{Auth, Backoff, ExtraHeaders, PushClient, Sent, TlsSettings};
+use pushgateway::{PushgatewaySink, PushgatewayTarget};
+use remote_write::{Message, RemoteWriteSink};
+
+/// Where and how the results are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSettings {
+    pub remote_write_url: Option<Url>,
+    pub remote_write_message: Message,
+    pub pushgateway: Option<PushgatewayTarget>,
+    pub auth: Option<Auth>,
+    pub headers: ExtraHeaders,
+    pub tls: TlsSettings,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+    /// Retries of one request after its first attempt.
+    pub retries: u32,
+    /// Time limit of the whole delivery stage.
+    pub deadline: Duration,
+    pub backoff: Backoff,
+}
+
+/// What the delivery stage is set up from (built by `config`).
+#[derive(Debug, Clone, Copy)]
+pub struct SinkSettings<'a> {
+    pub push: &'a PushSettings,
+    /// The run's cluster label: part of the Pushgateway group.
+    pub cluster: Option<&'a str>,
+    /// A run that only plans: having nowhere to push is then no cause for a warning.
+    pub dry_run: bool,
+}
 
 /// The configured push targets of a run, sharing one HTTP client.
 #[derive(Debug)]
@@ -26,20 +54,19 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    /// Builds the sinks named by the configuration, reading the TLS files and checking the
+    /// Builds the sinks named by the settings, reading the TLS files and checking the
     /// credential files; fails before anything is measured.
-    pub async fn new(config: &RunConfig) -> Result<Self> {
-        let push = &config.push;
+    pub async fn new(settings: SinkSettings<'_>) -> Result<Self> {
+        let push = settings.push;
         let client = PushClient::new(push).await?;
         let remote_write =
             push.remote_write_url.clone().map(|url| RemoteWriteSink::new(url, push.remote_write_message));
-        let pushgateway =
-            push.pushgateway.as_ref().map(|target| PushgatewaySink::new(target, config.cluster.as_deref()));
+        let pushgateway = push.pushgateway.as_ref().map(|target| PushgatewaySink::new(target, settings.cluster));
         let urls = push.remote_write_url.iter().chain(push.pushgateway.iter().map(|t| &t.url));
         if push.auth.is_some() && urls.clone().any(|url| url.scheme() == "http") {
             tracing::warn!("credentials are sent over plain http://; use https:// outside a trusted network");
         }
-        if urls.count() == 0 && !config.dry_run {
+        if urls.count() == 0 && !settings.dry_run {
             tracing::warn!("neither --remote-write-url nor --pushgateway-url: the results are only printed");
         }
         Ok(Sinks { client, remote_write, pushgateway, deadline: push.deadline })

@@ -12,11 +12,17 @@ use reqwest::{Method, Url};
 use super::Delivery;
 use super::exposition::exposition;
 use super::http::{Request, Session, redacted};
-use crate::config::PushgatewayTarget;
 use crate::samples::{LabelValue, Sample, SampleSource};
 
 /// Content type of the text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A Pushgateway and the job name of the run's group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushgatewayTarget {
+    pub url: Url,
+    pub job: String,
+}
 
 /// Pushes a run's samples as one Pushgateway group.
 #[derive(Debug)]
