@@ -246,6 +246,9 @@ fn iperf3_credentials_are_checked_before_anything_runs() {
     let password = common::write_file(dir.path(), "password", "s3cret\n");
     let empty = common::write_file(dir.path(), "empty", "\n");
     let pw = password.to_str().unwrap();
+    let complete = |password_file| {
+        vec!["--iperf3-username", "mon", "--iperf3-public-key-file", "/k.pem", "--iperf3-password-file", password_file]
+    };
     type Case<'a> = (Vec<&'a str>, &'a str);
     let cases: Vec<Case> = vec![
         (vec!["--iperf3-username", "mon"], "missing: --iperf3-public-key-file, --iperf3-password-file"),
@@ -254,28 +257,8 @@ fn iperf3_credentials_are_checked_before_anything_runs() {
             vec!["--iperf3-username", "a,b", "--iperf3-public-key-file", "/k.pem", "--iperf3-password-file", pw],
             "without commas",
         ),
-        (
-            vec![
-                "--iperf3-username",
-                "mon",
-                "--iperf3-public-key-file",
-                "/k.pem",
-                "--iperf3-password-file",
-                "/nonexistent/pw",
-            ],
-            "cannot read the password file /nonexistent/pw",
-        ),
-        (
-            vec![
-                "--iperf3-username",
-                "mon",
-                "--iperf3-public-key-file",
-                "/k.pem",
-                "--iperf3-password-file",
-                empty.to_str().unwrap(),
-            ],
-            "is empty",
-        ),
+        (complete("/nonexistent/pw"), "cannot read the password file /nonexistent/pw"),
+        (complete(empty.to_str().unwrap()), "is empty"),
     ];
     for (flags, expected) in cases {
         let mut args = vec!["run", "--inventory", &good, "--dry-run"];
@@ -284,19 +267,7 @@ fn iperf3_credentials_are_checked_before_anything_runs() {
         assert_eq!(output.status.code(), Some(2), "{flags:?}: {}", stderr(&output));
         assert!(stderr(&output).contains(expected), "{flags:?}: no '{expected}' in {}", stderr(&output));
     }
-    let args = [
-        "run",
-        "--inventory",
-        &good,
-        "--dry-run",
-        "--iperf3-username",
-        "mon",
-        "--iperf3-public-key-file",
-        "/k.pem",
-        "--iperf3-password-file",
-        pw,
-    ];
-    let output = monitor(&args, &[]);
+    let output = monitor(&[&["run", "--inventory", &good, "--dry-run"][..], &complete(pw)].concat(), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(!stderr(&output).contains("s3cret"));
 }
