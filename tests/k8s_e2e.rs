@@ -8,7 +8,7 @@ mod common;
 mod fake_apiserver;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{Lab, Prometheus, lab_lock};
@@ -18,22 +18,12 @@ use serde_json::Value;
 const NS: &str = "monitoring";
 const ZONE: &str = "topology.kubernetes.io/zone";
 
-/// Runs `iperf3-monitor run` with the kubeconfig, optionally behind a command prefix.
+/// Runs `iperf3-monitor run` with the kubeconfig (and not in-cluster), optionally behind a
+/// command prefix.
 fn run_k8s(prefix: &[&str], kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut argv: Vec<&str> = prefix.to_vec();
-    argv.push(common::binary());
-    argv.push("run");
-    argv.extend_from_slice(args);
-    let output = Command::new(argv[0])
-        .args(&argv[1..])
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("NODE_NAME")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .envs(env.iter().copied())
-        .output()
-        .expect("running iperf3-monitor");
-    eprintln!("--- iperf3-monitor stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
-    output
+    common::run_monitor_with(prefix, args, |command| {
+        command.env("KUBECONFIG", kubeconfig).env_remove("KUBERNETES_SERVICE_HOST").envs(env.iter().copied());
+    })
 }
 
 fn stderr(output: &Output) -> String {

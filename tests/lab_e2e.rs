@@ -8,60 +8,21 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{Lab, Prometheus, lab_lock, run_monitor};
+use common::{Lab, Prometheus, all_pairs, lab_lock, run_monitor};
 use serde_json::Value;
-
-/// Allowed error of a measured TCP throughput against its path's shaped rate.
-const RATE_TOLERANCE: f64 = 0.10;
 
 fn now_ms() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
-}
-
-fn all_pairs(sources: &[String], destinations: &[String]) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    for s in sources {
-        for d in destinations {
-            if s != d {
-                pairs.push((s.clone(), d.clone()));
-            }
-        }
-    }
-    pairs.sort();
-    pairs
 }
 
 fn names(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("n{i}")).collect()
 }
 
-/// Every expected pair has a successful TCP sample within tolerance of its shaped rate;
-/// returns the relative errors for the report.
+/// [`Prometheus::assert_tcp_rates`] against the lab's shaped paths; `selector` follows
+/// `protocol="tcp"`.
 fn assert_tcp_rates(prom: &Prometheus, lab: &Lab, selector: &str, expected: &[(String, String)]) -> Vec<f64> {
-    let success = prom.by_pair(&format!("iperf3_test_success{{protocol=\"tcp\"{selector}}}"));
-    assert_eq!(success.keys().cloned().collect::<Vec<_>>(), expected, "tcp pairs in Prometheus");
-    assert!(success.values().all(|v| *v == 1.0), "failed tcp tests: {success:?}");
-    let received = prom.by_pair(&format!("iperf3_received_bytes_per_second{{protocol=\"tcp\"{selector}}}"));
-    assert_eq!(received.len(), expected.len());
-    let mut errors = Vec::new();
-    for ((src, dst), bytes) in &received {
-        let rate = lab.path_rate_bits(src, dst);
-        let error = bytes * 8.0 / rate - 1.0;
-        eprintln!(
-            "tcp {src}→{dst}: {:.2} Mbit/s, shaped {:.0} Mbit/s, error {:+.1}%",
-            bytes * 8.0 / 1e6,
-            rate / 1e6,
-            error * 100.0
-        );
-        assert!(
-            error.abs() <= RATE_TOLERANCE,
-            "{src}→{dst}: {:.2} Mbit/s against a shaped {:.0} Mbit/s",
-            bytes * 8.0 / 1e6,
-            rate / 1e6
-        );
-        errors.push(error);
-    }
-    errors
+    prom.assert_tcp_rates(&format!("protocol=\"tcp\"{selector}"), expected, |src, dst| lab.path_rate_bits(src, dst))
 }
 
 fn assert_timestamps_within(prom: &Prometheus, metric: &str, start_ms: f64, end_ms: f64) {
@@ -110,23 +71,9 @@ fn mesh_of_five_nodes_over_tcp_and_udp() {
     let n = lab.node_count();
     let duration = 2.0;
     let start = now_ms();
-    let output = run_monitor(
-        &[],
-        &[
-            "--inventory",
-            lab.inventory.to_str().unwrap(),
-            "--duration",
-            "2",
-            "--udp-bitrate",
-            "10M",
-            "--remote-write-url",
-            &prom.remote_write_url(),
-            "--cluster",
-            "lab",
-            "--output",
-            "json",
-        ],
-    );
+    let inventory = lab.inventory.to_str().unwrap();
+    let extra = ["--inventory", inventory, "--udp-bitrate", "10M", "--cluster", "lab", "--output", "json"];
+    let output = run_monitor(&[], &prom.run_args("2", &extra));
     let end = now_ms();
     assert_eq!(output.status.code(), Some(0), "exit code");
     let report = report(&output);
@@ -173,14 +120,7 @@ fn mesh_of_five_nodes_over_tcp_and_udp() {
     assert_eq!(common::value_of(&failures[0]), 0.0);
 
     // Every dashboard panel answers from this real run, and the matrix has N×(N-1) cells.
-    let dashboards = std::process::Command::new(common::repo().join("scripts/check-dashboard-queries.sh"))
-        .args([prom.url.as_str(), "--nodes", "5", "--protocols", "tcp,udp"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&dashboards.stdout);
-    eprintln!("{text}{}", String::from_utf8_lossy(&dashboards.stderr));
-    assert!(dashboards.status.success(), "dashboard queries failed on real data");
-    assert!(text.contains(" passed, 0 failed"), "{text}");
+    prom.assert_dashboards_answer(n, "tcp,udp", "real data");
 }
 
 #[test]
@@ -188,21 +128,9 @@ fn a_dual_stack_mesh_is_measured_in_each_family_in_rounds_of_its_own() {
     let _lock = lab_lock();
     let lab = Lab::up("e2eds", 28, &[40, 60, 80, 100], &["--ipv6"]);
     let prom = Prometheus::start();
-    let output = run_monitor(
-        &[],
-        &[
-            "--inventory",
-            lab.inventory.to_str().unwrap(),
-            "--protocols",
-            "tcp",
-            "--duration",
-            "4",
-            "--output",
-            "json",
-            "--remote-write-url",
-            &prom.remote_write_url(),
-        ],
-    );
+    let inventory = lab.inventory.to_str().unwrap();
+    let output =
+        run_monitor(&[], &prom.run_args("4", &["--inventory", inventory, "--protocols", "tcp", "--output", "json"]));
     assert_eq!(output.status.code(), Some(0));
     let report = report(&output);
     assert_eq!(report["ip_families"], serde_json::json!(["ipv4", "ipv6"]));
@@ -248,21 +176,9 @@ fn mesh_of_four_nodes_over_tcp_prints_the_matrix() {
     let prom = Prometheus::start();
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("matrix.svg");
-    let output = run_monitor(
-        &[],
-        &[
-            "--inventory",
-            lab.inventory.to_str().unwrap(),
-            "--protocols",
-            "tcp",
-            "--duration",
-            "2",
-            "--remote-write-url",
-            &prom.remote_write_url(),
-            "--matrix-svg",
-            svg.to_str().unwrap(),
-        ],
-    );
+    let extra =
+        ["--inventory", lab.inventory.to_str().unwrap(), "--protocols", "tcp", "--matrix-svg", svg.to_str().unwrap()];
+    let output = run_monitor(&[], &prom.run_args("2", &extra));
     assert_eq!(output.status.code(), Some(0));
     // The heatmap holds the same figures as the table, one cell per pair.
     let svg = std::fs::read_to_string(&svg).unwrap();
@@ -290,25 +206,10 @@ fn star_measures_from_its_own_node_to_every_other() {
     // The job runs inside n1's namespace; Prometheus listens on the lab bridge's host address.
     let prom = Prometheus::start_on(&lab.host_address(), &[]);
     let start = now_ms();
-    let output = run_monitor(
-        &["ip", "netns", "exec", &lab.namespace(1)],
-        &[
-            "--inventory",
-            lab.inventory.to_str().unwrap(),
-            "--mode",
-            "star",
-            "--source-node",
-            "n1",
-            "--duration",
-            "2",
-            "--udp-bitrate",
-            "10M",
-            "--remote-write-url",
-            &prom.remote_write_url(),
-            "--output",
-            "json",
-        ],
-    );
+    let inventory = lab.inventory.to_str().unwrap();
+    let extra =
+        ["--inventory", inventory, "--mode", "star", "--source-node", "n1", "--udp-bitrate", "10M", "--output", "json"];
+    let output = run_monitor(&["ip", "netns", "exec", &lab.namespace(1)], &prom.run_args("2", &extra));
     let end = now_ms();
     assert_eq!(output.status.code(), Some(0));
     let report = report(&output);
@@ -337,19 +238,8 @@ fn failed_pairs_keep_their_reason_and_the_rest_is_measured() {
     ));
     let inventory = common::write_file(dir.path(), "inventory.yaml", &inventory);
     let prom = Prometheus::start();
-    let output = run_monitor(
-        &[],
-        &[
-            "--inventory",
-            inventory.to_str().unwrap(),
-            "--protocols",
-            "tcp",
-            "--duration",
-            "2",
-            "--remote-write-url",
-            &prom.remote_write_url(),
-        ],
-    );
+    let output =
+        run_monitor(&[], &prom.run_args("2", &["--inventory", inventory.to_str().unwrap(), "--protocols", "tcp"]));
     assert_eq!(output.status.code(), Some(1), "some tests failed, all delivered");
     let stdout = String::from_utf8_lossy(&output.stdout);
     // The tests towards ghost fail unreachable; once two good senders saw that, the third (if
@@ -427,25 +317,10 @@ fn a_round_longer_than_the_budget_is_measured_over_several_runs() {
     let _lock = lab_lock();
     let lab = Lab::up("e2epart", 26, &[50, 50, 50], &[]);
     let prom = Prometheus::start();
-    let output = run_monitor(
-        &[],
-        &[
-            "--inventory",
-            lab.inventory.to_str().unwrap(),
-            "--protocols",
-            "tcp",
-            "--duration",
-            "1",
-            "--concurrency",
-            "1",
-            "--budget",
-            "2",
-            "--output",
-            "json",
-            "--remote-write-url",
-            &prom.remote_write_url(),
-        ],
-    );
+    let inventory = lab.inventory.to_str().unwrap();
+    let extra =
+        ["--inventory", inventory, "--protocols", "tcp", "--concurrency", "1", "--budget", "2", "--output", "json"];
+    let output = run_monitor(&[], &prom.run_args("1", &extra));
     assert_eq!(output.status.code(), Some(0), "the planned part was measured whole");
     let report = report(&output);
     assert_eq!((report["plan"]["tests"].as_u64(), report["plan"]["cycle_runs"].as_u64()), (Some(1), Some(6)));
@@ -469,9 +344,8 @@ fn a_cpu_starved_mesh_switches_to_exclusive_and_flags_its_tests_cpu_bound() {
     let _lock = lab_lock();
     let lab = Lab::up("e2ecpu", 27, &[10_000, 10_000, 10_000], &["--cpu-quota", "0.25"]);
     let prom = Prometheus::start();
-    let args = ["--inventory", lab.inventory.to_str().unwrap(), "--protocols", "tcp", "--duration", "2"];
-    let output =
-        run_monitor(&[], &[&args[..], &["--output", "json", "--remote-write-url", &prom.remote_write_url()]].concat());
+    let args = ["--inventory", lab.inventory.to_str().unwrap(), "--protocols", "tcp"];
+    let output = run_monitor(&[], &prom.run_args("2", &[&args[..], &["--output", "json"]].concat()));
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let report = report(&output);
     assert_eq!(report["switched_to_exclusive"], true, "{report}");
@@ -486,7 +360,7 @@ fn a_cpu_starved_mesh_switches_to_exclusive_and_flags_its_tests_cpu_bound() {
     assert_eq!(prom.query("iperf3_test_cpu_bound == 1").len(), bound);
     assert_eq!(common::value_of(&prom.query("iperf3_monitor_run_pairing_switched")[0]), 1.0);
     // The matrix marks them.
-    let table = run_monitor(&[], &[&args[..], &["--pairing", "exclusive"]].concat());
+    let table = run_monitor(&[], &[&args[..], &["--duration", "2", "--pairing", "exclusive"]].concat());
     let stdout = String::from_utf8_lossy(&table.stdout);
     assert!(stdout.contains('*') && stdout.contains("CPU-bound"), "{stdout}");
 }

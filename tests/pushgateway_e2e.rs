@@ -100,36 +100,32 @@ fn pairs(values: &PairValues) -> Vec<(String, String, String)> {
     pairs
 }
 
+/// A Prometheus that scrapes `gateway` every second and keeps the pushed labels (`honor_labels`).
+fn prometheus_scraping(gateway: &Pushgateway) -> Prometheus {
+    let scrape = format!(
+        "  - job_name: pushgateway\n    honor_labels: true\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{}']",
+        gateway.address
+    );
+    Prometheus::start_on("127.0.0.1", &[scrape])
+}
+
+/// The flags of a run over `inventory` that pushes to `gateway` as `cluster`, with 1-second tests
+/// and UDP at 20 Mbit/s, then `also`.
+fn pushing(inventory: &str, cluster: &str, gateway: &Pushgateway, also: &[&str]) -> Vec<String> {
+    let args = ["--inventory", inventory, "--duration", "1", "--udp-bitrate", "20M", "--cluster", cluster];
+    args.iter().chain(&["--pushgateway-url", gateway.url.as_str()]).chain(also).map(|a| a.to_string()).collect()
+}
+
 #[test]
 fn a_lab_mesh_reaches_prometheus_through_the_pushgateway_and_a_smaller_mesh_replaces_the_group() {
     let _lock = lab_lock();
     let lab = Lab::up("dlv1", 40, &[50, 70, 90, 110], &["--udp-loss", "2:0.05"]);
     let gateway = Pushgateway::start();
-    let scrape = format!(
-        "  - job_name: pushgateway\n    honor_labels: true\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{}']",
-        gateway.address
-    );
-    let prom = Prometheus::start_on("127.0.0.1", &[scrape]);
+    let prom = prometheus_scraping(&gateway);
     let run = |inventory: &str, protocols: &str| {
-        let args = [
-            "--inventory",
-            inventory,
-            "--protocols",
-            protocols,
-            "--duration",
-            "1",
-            "--udp-bitrate",
-            "20M",
-            "--cluster",
-            CLUSTER,
-            "--pushgateway-url",
-            &gateway.url,
-            "--remote-write-url",
-            &prom.remote_write_url(),
-            "--output",
-            "json",
-        ];
-        let run = monitor(&args.map(String::from), &[]);
+        let url = prom.remote_write_url();
+        let also = ["--protocols", protocols, "--remote-write-url", &url, "--output", "json"];
+        let run = monitor(&pushing(inventory, CLUSTER, &gateway, &also), &[]);
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         let report = run.report();
         let sinks: Vec<(&str, bool)> = report["deliveries"]
@@ -182,32 +178,9 @@ fn the_dashboards_answer_from_the_pushgateway_path_alone() {
     let _lock = lab_lock();
     let lab = Lab::up("dlv2", 41, &[50, 70, 90, 110], &["--udp-loss", "2:0.05"]);
     let gateway = Pushgateway::start();
-    let scrape = format!(
-        "  - job_name: pushgateway\n    honor_labels: true\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{}']",
-        gateway.address
-    );
-    let prom = Prometheus::start_on("127.0.0.1", &[scrape]);
-    let args = [
-        "--inventory",
-        lab.inventory.to_str().unwrap(),
-        "--duration",
-        "1",
-        "--udp-bitrate",
-        "20M",
-        "--cluster",
-        "lab",
-        "--pushgateway-url",
-        &gateway.url,
-    ];
-    let run = monitor(&args.map(String::from), &[]);
+    let prom = prometheus_scraping(&gateway);
+    let run = monitor(&pushing(lab.inventory.to_str().unwrap(), "lab", &gateway, &[]), &[]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     wait_for_series(&prom, "job=\"iperf3-monitor\"", 24);
-    let dashboards = std::process::Command::new(common::repo().join("scripts/check-dashboard-queries.sh"))
-        .args([prom.url.as_str(), "--nodes", "4", "--protocols", "tcp,udp"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&dashboards.stdout);
-    eprintln!("{text}{}", String::from_utf8_lossy(&dashboards.stderr));
-    assert!(dashboards.status.success(), "dashboard queries failed on the Pushgateway path");
-    assert!(text.contains(" passed, 0 failed"), "{text}");
+    prom.assert_dashboards_answer(4, "tcp,udp", "the Pushgateway path");
 }

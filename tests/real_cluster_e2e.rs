@@ -12,11 +12,9 @@ mod real_cluster;
 
 use std::time::Duration;
 
-use common::{Prometheus, lab_lock, repo};
+use common::{Prometheus, all_pairs, lab_lock, repo};
 use real_cluster::KubeLab;
 
-/// Allowed error of a measured TCP throughput against its path's shaped rate.
-const RATE_TOLERANCE: f64 = 0.10;
 const RELEASE: &str = "r";
 const CRONJOB: &str = "r-iperf3-monitor";
 const SERVERS: &str = "r-iperf3-monitor-server";
@@ -46,47 +44,13 @@ fn chart_path() -> &'static str {
     CHART.get_or_init(|| repo().join("chart").display().to_string())
 }
 
-/// Every directed pair of `pairs` has a successful TCP sample with `cluster` in Prometheus,
-/// each within RATE_TOLERANCE of its path's shaped rate.
+/// Every directed pair of `pairs` has a successful TCP sample with `cluster` and `family` in
+/// Prometheus, each within the tolerance of its path's shaped rate.
 fn assert_tcp_rates(prom: &Prometheus, lab: &KubeLab, cluster: &str, family: &str, pairs: &[(String, String)]) {
     let selector = format!("protocol=\"tcp\",cluster=\"{cluster}\",ip_family=\"{family}\"");
-    let success = prom.by_pair(&format!("iperf3_test_success{{{selector}}}"));
-    assert_eq!(success.keys().cloned().collect::<Vec<_>>(), pairs, "{cluster}: tcp pairs in Prometheus");
-    assert!(success.values().all(|v| *v == 1.0), "{cluster}: failed tcp tests: {success:?}");
-    let received = prom.by_pair(&format!("iperf3_received_bytes_per_second{{{selector}}}"));
-    assert_eq!(received.len(), pairs.len());
-    let mut worst: f64 = 0.0;
-    for ((src, dst), bytes) in &received {
-        let rate = lab.path_rate_bits(src, dst);
-        let error = bytes * 8.0 / rate - 1.0;
-        eprintln!(
-            "{cluster} tcp {src}→{dst}: {:.2} Mbit/s, shaped {:.0}, error {:+.1}%",
-            bytes * 8.0 / 1e6,
-            rate / 1e6,
-            error * 100.0
-        );
-        assert!(
-            error.abs() <= RATE_TOLERANCE,
-            "{cluster} {src}→{dst}: {:.2} Mbit/s against a shaped {:.0} Mbit/s",
-            bytes * 8.0 / 1e6,
-            rate / 1e6
-        );
-        worst = worst.max(error.abs());
-    }
-    eprintln!("{cluster}: {} pairs, worst error {:.1}%", received.len(), worst * 100.0);
-}
-
-fn all_pairs(nodes: &[String]) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    for s in nodes {
-        for d in nodes {
-            if s != d {
-                pairs.push((s.clone(), d.clone()));
-            }
-        }
-    }
-    pairs.sort();
-    pairs
+    let errors = prom.assert_tcp_rates(&selector, pairs, |src, dst| lab.path_rate_bits(src, dst));
+    let worst = errors.iter().map(|e| e.abs()).fold(0.0, f64::max);
+    eprintln!("{cluster}: {} pairs, worst error {:.1}%", errors.len(), worst * 100.0);
 }
 
 /// Mesh mode (clients through the real pods/exec, as the chart's ServiceAccount), star mode
@@ -127,7 +91,7 @@ fn chart_measures_every_pair_on_a_real_cluster() {
     eprintln!("--- mesh job ({seconds:.1} s) ---\n{log}");
     assert!(ok && code == 0, "mesh job: exit {code}");
     for family in ["ipv4", "ipv6"] {
-        assert_tcp_rates(&prom, &lab, "mesh", family, &all_pairs(&lab.node_names()));
+        assert_tcp_rates(&prom, &lab, "mesh", family, &all_pairs(&lab.node_names(), &lab.node_names()));
     }
 
     // Star: the clients run in the job's pod; one run from each node covers every pair.

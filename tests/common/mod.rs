@@ -8,6 +8,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A child process killed (and reaped) on drop, even after a failed assertion.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Held while a test uses the lab. Lab tests run one at a time on the machine, across test
 /// binaries and checkouts: they share two cores and would distort each other's numbers.
 #[derive(Debug)]
@@ -104,6 +115,13 @@ impl Lab {
         PathBuf::from(format!("/run/iperf3-monitor-lab/{}", self.name))
     }
 
+    /// Sends `signal` to node `node`'s iperf3 server; its pid.
+    pub fn signal_server(&self, node: usize, signal: nix::sys::signal::Signal) -> i32 {
+        let pid = self.server_pid(node);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+        pid
+    }
+
     /// The pid of node `node`'s iperf3 server.
     pub fn server_pid(&self, node: usize) -> i32 {
         let pid = std::fs::read_to_string(self.state_dir().join(format!("n{node}.pid"))).unwrap();
@@ -132,8 +150,9 @@ impl Drop for Lab {
 
 /// A real Prometheus with the remote-write receiver, on a free port, killed on drop.
 pub struct Prometheus {
-    child: Child,
+    _child: KillOnDrop,
     pub url: String,
+    write_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -160,7 +179,9 @@ impl Prometheus {
             .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
             .spawn()
             .expect("starting prometheus (Debian package prometheus)");
-        let prometheus = Prometheus { child, url: format!("http://{address}"), _dir: dir };
+        let url = format!("http://{address}");
+        let prometheus =
+            Prometheus { _child: KillOnDrop(child), write_url: format!("{url}/api/v1/write"), url, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if http_get(&format!("{}/-/ready", prometheus.url)).is_ok_and(|(status, _)| status == 200) {
@@ -172,7 +193,12 @@ impl Prometheus {
     }
 
     pub fn remote_write_url(&self) -> String {
-        format!("{}/api/v1/write", self.url)
+        self.write_url.clone()
+    }
+
+    /// The flags of a run that remote-writes here, with tests of `duration` seconds, then `extra`.
+    pub fn run_args<'a>(&'a self, duration: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        [&["--duration", duration, "--remote-write-url", &self.write_url][..], extra].concat()
     }
 
     /// An instant query; the result vector.
@@ -198,13 +224,72 @@ impl Prometheus {
             })
             .collect()
     }
+
+    /// Every expected pair has a successful TCP sample matching `selector` (inside the braces,
+    /// starting with `protocol="tcp"`), each within [`RATE_TOLERANCE`] of its path's shaped rate
+    /// (`path_rate_bits`); returns the relative errors for the report.
+    pub fn assert_tcp_rates(
+        &self,
+        selector: &str,
+        expected: &[(String, String)],
+        path_rate_bits: impl Fn(&str, &str) -> f64,
+    ) -> Vec<f64> {
+        let success = self.by_pair(&format!("iperf3_test_success{{{selector}}}"));
+        assert_eq!(success.keys().cloned().collect::<Vec<_>>(), expected, "{selector}: tcp pairs in Prometheus");
+        assert!(success.values().all(|v| *v == 1.0), "{selector}: failed tcp tests: {success:?}");
+        let received = self.by_pair(&format!("iperf3_received_bytes_per_second{{{selector}}}"));
+        assert_eq!(received.len(), expected.len());
+        let mut errors = Vec::new();
+        for ((src, dst), bytes) in &received {
+            let rate = path_rate_bits(src, dst);
+            let error = bytes * 8.0 / rate - 1.0;
+            eprintln!(
+                "{selector} {src}→{dst}: {:.2} Mbit/s, shaped {:.0} Mbit/s, error {:+.1}%",
+                bytes * 8.0 / 1e6,
+                rate / 1e6,
+                error * 100.0
+            );
+            assert!(
+                error.abs() <= RATE_TOLERANCE,
+                "{selector} {src}→{dst}: {:.2} Mbit/s against a shaped {:.0} Mbit/s",
+                bytes * 8.0 / 1e6,
+                rate / 1e6
+            );
+            errors.push(error);
+        }
+        errors
+    }
+
+    /// Every dashboard panel answers from what this Prometheus holds, and the matrix has
+    /// `nodes` × (`nodes` - 1) cells (scripts/check-dashboard-queries.sh); `path` names where the
+    /// data came from.
+    pub fn assert_dashboards_answer(&self, nodes: usize, protocols: &str, path: &str) {
+        let dashboards = Command::new(repo().join("scripts/check-dashboard-queries.sh"))
+            .args([self.url.as_str(), "--nodes", &nodes.to_string(), "--protocols", protocols])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&dashboards.stdout);
+        eprintln!("{text}{}", String::from_utf8_lossy(&dashboards.stderr));
+        assert!(dashboards.status.success(), "dashboard queries failed on {path}");
+        assert!(text.contains(" passed, 0 failed"), "{text}");
+    }
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Allowed error of a measured TCP throughput against its path's shaped rate.
+pub const RATE_TOLERANCE: f64 = 0.10;
+
+/// Every (source, destination) of `sources` × `destinations` but a node to itself, sorted.
+pub fn all_pairs(sources: &[String], destinations: &[String]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for s in sources {
+        for d in destinations {
+            if s != d {
+                pairs.push((s.clone(), d.clone()));
+            }
+        }
     }
+    pairs.sort();
+    pairs
 }
 
 pub fn value_of(result: &Value) -> f64 {
@@ -224,11 +309,18 @@ pub fn http_get(url: &str) -> Result<(u16, String), reqwest::Error> {
 
 /// Runs `iperf3-monitor run` with `args`, optionally behind a command prefix (ip netns exec).
 pub fn run_monitor(prefix: &[&str], args: &[&str]) -> Output {
+    run_monitor_with(prefix, args, |_| {})
+}
+
+/// [`run_monitor`] with more of the environment set by `setup` (after [`clean_env`]).
+pub fn run_monitor_with(prefix: &[&str], args: &[&str], setup: impl FnOnce(&mut Command)) -> Output {
     let mut argv: Vec<&str> = prefix.to_vec();
     argv.push(binary());
     argv.push("run");
     argv.extend_from_slice(args);
-    let output = clean_env(&mut Command::new(argv[0])).args(&argv[1..]).output().expect("running iperf3-monitor");
+    let mut command = Command::new(argv[0]);
+    setup(clean_env(&mut command).args(&argv[1..]));
+    let output = command.output().expect("running iperf3-monitor");
     eprintln!("--- iperf3-monitor stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
     output
 }
