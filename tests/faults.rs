@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-use common::{Lab, Prometheus, lab_lock, processes_matching, run_monitor, spawn_monitor};
+use common::{KillOnDrop, Lab, Prometheus, lab_lock, processes_matching, run_monitor, spawn_monitor};
 use fake_apiserver::{FakeApiServer, FakeCluster};
 use serde_json::Value;
 
@@ -190,16 +190,6 @@ impl Drop for Resume {
     }
 }
 
-/// Kills a helper process on drop.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn seconds(m: &Value) -> f64 {
     m["duration_seconds"].as_f64().unwrap()
 }
@@ -208,8 +198,7 @@ fn seconds(m: &Value) -> f64 {
 fn a_node_without_a_server_is_refused_and_the_rest_is_measured() {
     let _lock = lab_lock();
     let lab = Lab::up("ftnosrv", 90, &[50, 50, 50], &[]);
-    let pid = lab.server_pid(3);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    lab.signal_server(3, nix::sys::signal::Signal::SIGKILL);
     let prom = Prometheus::start();
     let run = run(&lab.inventory, &prom, &["--protocols", "tcp", "--duration", "1", "--test-timeout", "6"]);
     assert_eq!(run.code(), Some(1), "some tests failed, all delivered");
@@ -330,9 +319,7 @@ fn a_blackholed_path_is_unreachable_within_the_test_timeout() {
 fn a_hung_server_and_a_dark_node_are_tried_twice_then_skipped() {
     let _lock = lab_lock();
     let lab = Lab::up("ftsick", 89, &[50, 50, 50, 50, 50, 50], &[]);
-    let pid = lab.server_pid(2);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let _resume = Resume(pid);
+    let _resume = Resume(lab.signal_server(2, nix::sys::signal::Signal::SIGSTOP));
     for chain in ["INPUT", "OUTPUT"] {
         lab.exec_in(5, &["iptables", "-A", chain, "-j", "DROP"]);
     }
@@ -460,9 +447,7 @@ fn a_hung_server_outlasting_the_budget_leaves_only_the_tests_it_holds_up_and_exi
     let _lock = lab_lock();
     let lab = Lab::up("ftbudget", 96, &[50, 50, 50], &[]);
     // A stopped server still completes TCP handshakes (the kernel does) but never answers.
-    let pid = lab.server_pid(3);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let _resume = Resume(pid);
+    let _resume = Resume(lab.signal_server(3, nix::sys::signal::Signal::SIGSTOP));
     let prom = Prometheus::start();
     // 1-s tests are planned at 1.1 s: a budget of 4 s plans both rounds. n2→n3 hangs for 5 s
     // (--test-timeout), holding up n2's next test (n2→n1) and the next test to n3 (n1→n3);

@@ -163,6 +163,7 @@ fn hostile_node_names_reach_no_shell_and_are_stored_verbatim() {
 /// Credentials for a lab started with `--auth mon:<password>`.
 struct Auth {
     _dir: tempfile::TempDir,
+    password: String,
     public_key: String,
     right: PathBuf,
     wrong: PathBuf,
@@ -171,12 +172,17 @@ struct Auth {
 const USER: &str = "mon";
 
 impl Auth {
-    fn new(lab: &Lab, password: &str) -> Auth {
+    /// A lab of three nodes whose servers let in `mon` with a password of this test process,
+    /// ending in `tag`, and the credentials for it.
+    fn lab(name: &str, subnet: u8, tag: &str) -> (Lab, Auth) {
+        let password = format!("pw-{}-{tag}", std::process::id());
+        let lab = Lab::up(name, subnet, &[50, 50, 50], &["--auth", &format!("{USER}:{password}")]);
         let dir = tempfile::tempdir().unwrap();
         let right = common::write_file(dir.path(), "password", &format!("{password}\n"));
         let wrong = common::write_file(dir.path(), "wrong-password", "not-the-password\n");
         let public_key = lab.state_dir().join("auth/public.pem").display().to_string();
-        Auth { _dir: dir, public_key, right, wrong }
+        let auth = Auth { _dir: dir, password, public_key, right, wrong };
+        (lab, auth)
     }
 
     fn flags<'a>(&'a self, password_file: &'a Path) -> Vec<&'a str> {
@@ -215,9 +221,7 @@ fn assert_never_shown(output: &Output, secret: &str) {
 #[test]
 fn authenticated_servers_let_in_the_right_password_only() {
     let _lock = lab_lock();
-    let password = format!("pw-{}-s3cret", std::process::id());
-    let lab = Lab::up("ftauth", 101, &[50, 50, 50], &["--auth", &format!("{USER}:{password}")]);
-    let auth = Auth::new(&lab, &password);
+    let (lab, auth) = Auth::lab("ftauth", 101, "s3cret");
     // n3 is given the wrong password through the inventory; the others get the flags'.
     let mut inventory = std::fs::read_to_string(&lab.inventory).unwrap();
     inventory.push_str(&format!("    iperf3_auth: {{password_file: {:?}}}\n", auth.wrong.to_str().unwrap()));
@@ -230,15 +234,16 @@ fn authenticated_servers_let_in_the_right_password_only() {
     let mut args = base.to_vec();
     args.extend(auth.flags(&auth.right));
     args.extend(["--remote-write-url", &url]);
-    let output = common::monitor_command().arg("run").args(&args).env("RUST_LOG", "trace").output().unwrap();
-    eprintln!("--- iperf3-monitor stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
+    let output = common::run_monitor_with(&[], &args, |command| {
+        command.env("RUST_LOG", "trace");
+    });
     assert_eq!(output.status.code(), Some(1), "the tests to n3 failed");
     let expected: Vec<_> = [("n1", "n2"), ("n1", "n3"), ("n2", "n1"), ("n2", "n3"), ("n3", "n1"), ("n3", "n2")]
         .iter()
         .map(|(s, d)| ((s.to_string(), d.to_string()), (*d == "n3").then(|| "auth".to_string())))
         .collect();
     assert_eq!(reasons(&output), expected);
-    assert_never_shown(&output, &password);
+    assert_never_shown(&output, &auth.password);
     let failures = prom.query("iperf3_test_failure{reason=\"auth\"}");
     assert_eq!(failures.len(), 2, "the auth failures are pushed");
     assert_eq!(prom.query("iperf3_test_success == 1").len(), 4);
@@ -255,9 +260,7 @@ fn authenticated_servers_let_in_the_right_password_only() {
 #[test]
 fn authenticated_servers_through_pods_exec_read_the_password_in_the_pod() {
     let _lock = lab_lock();
-    let password = format!("pw-{}-exec", std::process::id());
-    let lab = Lab::up("ftkauth", 102, &[50, 50, 50], &["--auth", &format!("{USER}:{password}")]);
-    let auth = Auth::new(&lab, &password);
+    let (lab, auth) = Auth::lab("ftkauth", 102, "exec");
     // The server image holds iperf3-monitor (with-password) beside iperf3 and timeout.
     let image_path = format!(
         "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -271,22 +274,15 @@ fn authenticated_servers_through_pods_exec_read_the_password_in_the_pod() {
     let run = |password_file: &Path| {
         let mut args = vec!["--protocols", "tcp", "--duration", "1", "--output", "json"];
         args.extend(auth.flags(password_file));
-        let output = common::monitor_command()
-            .arg("run")
-            .args(&args)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "debug")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .output()
-            .unwrap();
-        eprintln!("--- iperf3-monitor stderr ---\n{}", String::from_utf8_lossy(&output.stderr));
-        output
+        common::run_monitor_with(&[], &args, |command| {
+            command.env("KUBECONFIG", &kubeconfig).env("RUST_LOG", "debug").env_remove("KUBERNETES_SERVICE_HOST");
+        })
     };
 
     let output = run(&auth.right);
     assert_eq!(output.status.code(), Some(0), "every client let in");
     assert_eq!(reasons(&output).len(), 6);
-    assert_never_shown(&output, &password);
+    assert_never_shown(&output, &auth.password);
     for exec in server.execs() {
         let command = exec.command.join(" ");
         assert!(
@@ -298,7 +294,7 @@ fn authenticated_servers_through_pods_exec_read_the_password_in_the_pod() {
     }
     for request in server.requests() {
         let seen = format!("{} {:?} {:?}", request.path, request.query, request.headers);
-        assert!(!seen.contains(&password), "the password crossed the API: {seen}");
+        assert!(!seen.contains(&auth.password), "the password crossed the API: {seen}");
     }
 
     let output = run(&auth.wrong);

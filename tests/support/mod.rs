@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::common::KillOnDrop;
+
 /// Longest a run of the binary may take in these tests.
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -20,7 +22,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 /// machine measures one real 1-second test per protocol.
 #[derive(Debug)]
 pub struct LocalIperf3 {
-    child: Child,
+    _child: KillOnDrop,
     pub port: u16,
     pub inventory: PathBuf,
     _dir: tempfile::TempDir,
@@ -39,7 +41,7 @@ impl LocalIperf3 {
         let inventory = dir.path().join("inventory.yaml");
         std::fs::write(&inventory, format!("nodes:\n  - name: local\n    address: 127.0.0.1\n    port: {port}\n"))
             .unwrap();
-        let server = LocalIperf3 { child, port, inventory, _dir: dir };
+        let server = LocalIperf3 { _child: KillOnDrop(child), port, inventory, _dir: dir };
         wait_for_listener(port);
         server
     }
@@ -66,17 +68,10 @@ impl LocalIperf3 {
     }
 }
 
-impl Drop for LocalIperf3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A real Pushgateway (Debian package prometheus-pushgateway) in memory, killed on drop.
 #[derive(Debug)]
 pub struct Pushgateway {
-    child: Child,
+    _child: KillOnDrop,
     pub url: String,
     pub address: String,
 }
@@ -92,7 +87,7 @@ impl Pushgateway {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting prometheus-pushgateway (Debian package prometheus-pushgateway)");
-        let gateway = Pushgateway { child, url: format!("http://{address}"), address };
+        let gateway = Pushgateway { _child: KillOnDrop(child), url: format!("http://{address}"), address };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if super::common::http_get(&format!("{}/-/ready", gateway.url)).is_ok_and(|(status, _)| status == 200) {
@@ -109,13 +104,6 @@ impl Pushgateway {
         assert_eq!(status, 200, "{body}");
         let json: Value = serde_json::from_str(&body).unwrap();
         json["data"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for Pushgateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -146,14 +134,8 @@ pub fn monitor(args: &[String], env: &[(&str, &str)]) -> Run {
 /// Starts a run; finish it with [`finish`].
 pub fn spawn_monitor(args: &[String], env: &[(&str, &str)]) -> (Child, tempfile::TempDir, Instant) {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(super::common::binary());
-    command.arg("run").args(args).env_remove("NODE_NAME").env("RUST_LOG", "info");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IPERF3_MONITOR_") {
-            command.env_remove(key);
-        }
-    }
-    command.envs(env.iter().copied());
+    let mut command = super::common::monitor_command();
+    command.arg("run").args(args).envs(env.iter().copied());
     command
         .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
         .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());

@@ -2,13 +2,13 @@
 //! the repository), with the remote-write receiver on: the 2.0 receiver of the tests.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::super::common::{free_port, http_get, repo};
+use super::super::common::{KillOnDrop, free_port, http_get, repo};
 
 /// The remote-write messages a Prometheus 3 accepts
 /// (`--web.remote-write-receiver.accepted-protobuf-messages`).
@@ -34,7 +34,7 @@ pub fn binary() -> PathBuf {
 /// A Prometheus 3 on a free port of 127.0.0.1, killed on drop.
 #[derive(Debug)]
 pub struct Prometheus3 {
-    child: Child,
+    _child: KillOnDrop,
     pub url: String,
     dir: tempfile::TempDir,
 }
@@ -63,7 +63,7 @@ impl Prometheus3 {
             .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
             .spawn()
             .expect("starting Prometheus 3");
-        let prometheus = Prometheus3 { child, url: format!("http://{address}"), dir };
+        let prometheus = Prometheus3 { _child: KillOnDrop(child), url: format!("http://{address}"), dir };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if http_get(&format!("{}/-/ready", prometheus.url)).is_ok_and(|(status, _)| status == 200) {
@@ -108,12 +108,5 @@ impl Prometheus3 {
             .filter(|l| matching.iter().all(|m| l.contains(m)))
             .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
             .sum()
-    }
-}
-
-impl Drop for Prometheus3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
