@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime};
 use config::RunConfig;
 use error::{Error, Result};
 use measure::Measure;
-use report::{DryRun, RunOutcome, RunReport, SampleFacts};
+use report::{DryRun, RunOutcome, RunReport};
 use runner::NodeRunner;
 use runner::pod_exec::PodExecRunner;
 use runner::process::ProcessRunner;
@@ -55,7 +55,6 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     };
     let kubernetes = discovered.kubernetes;
     let (nodes, topology) = arrange(discovered.nodes, &config)?;
-    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let families = ip_families(&nodes, &config);
     let pairs_without_ip_family = families.pairs_without_family;
     let schedule = Schedule::by_family(topology, config.protocols.clone(), families.families);
@@ -91,7 +90,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     if config.dry_run {
         return Ok(RunOutcome::Planned(Box::new(DryRun {
             mode: config.mode,
-            nodes: names,
+            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
             protocols: config.protocols.clone(),
             ip_families: schedule.families(),
             pairs_without_ip_family,
@@ -130,23 +129,18 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     };
     let mut report = RunReport {
         mode: config.mode,
-        started_at_unix_seconds: unix_now as f64,
         // Delivery included: set below.
         duration_seconds: 0.0,
-        nodes: names,
+        nodes,
         protocols: config.protocols,
         ip_families: schedule.families(),
-        pairs_without_ip_family,
         plan,
-        rounds_run: measured.rounds_run,
-        rounds_skipped: measured.rounds_skipped,
-        tests_not_run: measured.tests_not_run,
-        switched_to_exclusive: measured.switched_to_exclusive,
+        facts,
         calibrations: measured.calibrations,
         stopped: measured.stopped,
         measurements: measured.measurements,
         deliveries: Vec::new(),
-        sample_facts: SampleFacts { targets: nodes, run: facts, cluster: config.cluster },
+        cluster: config.cluster,
     };
     report.deliveries = sinks.deliver(&report.samples()).await;
     report.duration_seconds = started.elapsed().as_secs_f64();

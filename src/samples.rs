@@ -107,6 +107,33 @@ pub struct RunFacts {
     pub cycle_runs: usize,
 }
 
+impl RunFacts {
+    /// The facts of a run that measured its whole cycle in `rounds` rounds, nothing skipped or
+    /// stopped: what tests and benchmarks build samples from.
+    #[doc(hidden)]
+    pub fn whole_cycle(
+        started_at: SystemTime,
+        finished_at: SystemTime,
+        nodes: usize,
+        meshes: Vec<(Protocol, IpFamily, usize)>,
+        rounds: usize,
+    ) -> RunFacts {
+        RunFacts {
+            started_at,
+            finished_at,
+            nodes,
+            meshes,
+            pairs_without_ip_family: 0,
+            rounds_run: rounds,
+            rounds_skipped: 0,
+            tests_not_run: 0,
+            switched_to_exclusive: false,
+            cycle_rounds: rounds,
+            cycle_runs: 1,
+        }
+    }
+}
+
 /// Measurements whose samples make one batch: about 18,000 samples, a few MB at most.
 pub const BATCH_MEASUREMENTS: usize = 2_000;
 
@@ -312,46 +339,13 @@ mod tests {
     }
 
     fn measurement(protocol: Protocol, outcome: Outcome) -> Measurement {
-        Measurement {
-            source: "n1".into(),
-            destination: "n2".into(),
-            protocol,
-            ip_family: IpFamily::Ipv4,
-            finished_at: at(1_700_000_000_123),
-            duration_seconds: 5.2,
-            round: 0,
-            alone: false,
-            cpu_bound: false,
-            outcome,
-        }
-    }
-
-    /// A successful TCP test at `bytes_per_second` both ways, without the optional figures.
-    fn tcp_ok(bytes_per_second: f64) -> Outcome {
-        Outcome::Success(TestResult::Tcp(TcpResult {
-            sent_bytes_per_second: bytes_per_second,
-            received_bytes_per_second: bytes_per_second,
-            retransmits: None,
-            rtt_seconds: None,
-            sender_cpu_utilization_ratio: None,
-            receiver_cpu_utilization_ratio: None,
-        }))
+        let example = Measurement::example("n1", "n2", outcome);
+        Measurement { protocol, finished_at: at(1_700_000_000_123), duration_seconds: 5.2, ..example }
     }
 
     fn facts() -> RunFacts {
-        RunFacts {
-            started_at: at(1_700_000_000_000),
-            finished_at: at(1_700_000_010_500),
-            nodes: 2,
-            meshes: vec![(Protocol::Tcp, IpFamily::Ipv4, 2), (Protocol::Udp, IpFamily::Ipv4, 2)],
-            pairs_without_ip_family: 0,
-            rounds_run: 2,
-            rounds_skipped: 0,
-            tests_not_run: 0,
-            switched_to_exclusive: false,
-            cycle_rounds: 2,
-            cycle_runs: 1,
-        }
+        let meshes = vec![(Protocol::Tcp, IpFamily::Ipv4, 2), (Protocol::Udp, IpFamily::Ipv4, 2)];
+        RunFacts::whole_cycle(at(1_700_000_000_000), at(1_700_000_010_500), 2, meshes, 2)
     }
 
     fn find<'a>(samples: &'a [Sample], name: &str) -> Vec<&'a Sample> {
@@ -423,7 +417,7 @@ mod tests {
 
     #[test]
     fn a_measurements_samples_share_one_label_set_and_node_names_are_stored_once() {
-        let ok = || tcp_ok(1.0);
+        let ok = || Outcome::tcp_ok(1.0);
         // As the run makes them: one shared name per node.
         let (n1, n2): (Arc<str>, Arc<str>) = ("n1".into(), "n2".into());
         let there = Measurement { source: n1.clone(), destination: n2.clone(), ..measurement(Protocol::Tcp, ok()) };
@@ -441,7 +435,7 @@ mod tests {
     #[test]
     fn batches_split_the_measurements_and_the_last_ends_with_the_run_level_samples() {
         let ok = |i: usize| {
-            let outcome = tcp_ok(i as f64);
+            let outcome = Outcome::tcp_ok(i as f64);
             Measurement { destination: format!("d{i}").into(), ..measurement(Protocol::Tcp, outcome) }
         };
         let measurements: Vec<Measurement> = (0..BATCH_MEASUREMENTS + 3).map(ok).collect();
@@ -463,7 +457,7 @@ mod tests {
 
     #[test]
     fn each_family_is_its_own_series_and_mesh() {
-        let ok = tcp_ok(1.0);
+        let ok = Outcome::tcp_ok(1.0);
         let v4 = measurement(Protocol::Tcp, ok.clone());
         let v6 = Measurement { ip_family: IpFamily::Ipv6, ..measurement(Protocol::Tcp, ok) };
         let facts = RunFacts {

@@ -45,19 +45,7 @@ pub fn run_samples(count: usize, cluster: &str, now: SystemTime) -> Vec<Sample> 
             })),
         })
         .collect();
-    let facts = RunFacts {
-        started_at: now,
-        finished_at: now,
-        nodes: n,
-        meshes: vec![(Protocol::Tcp, IpFamily::Ipv4, n * (n - 1))],
-        pairs_without_ip_family: 0,
-        rounds_run: 1,
-        rounds_skipped: 0,
-        tests_not_run: 0,
-        switched_to_exclusive: false,
-        cycle_rounds: 1,
-        cycle_runs: 1,
-    };
+    let facts = RunFacts::whole_cycle(now, now, n, vec![(Protocol::Tcp, IpFamily::Ipv4, n * (n - 1))], 1);
     let mut samples = samples::build(&measurements, &nodes, &facts, Some(cluster));
     samples.truncate(count);
     samples

@@ -81,6 +81,41 @@ impl Measurement {
     }
 }
 
+#[cfg(test)]
+impl Measurement {
+    /// A test from `source` to `destination` over TCP and IPv4 in round 0, ended at the Unix
+    /// epoch after a second: what the tests of the stages after measuring start from.
+    pub(crate) fn example(source: &str, destination: &str, outcome: Outcome) -> Measurement {
+        Measurement {
+            source: source.into(),
+            destination: destination.into(),
+            protocol: Protocol::Tcp,
+            ip_family: IpFamily::Ipv4,
+            finished_at: SystemTime::UNIX_EPOCH,
+            duration_seconds: 1.0,
+            round: 0,
+            alone: false,
+            cpu_bound: false,
+            outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Outcome {
+    /// A successful TCP test at `bytes_per_second` both ways, without the optional figures.
+    pub(crate) fn tcp_ok(bytes_per_second: f64) -> Outcome {
+        Outcome::Success(TestResult::Tcp(iperf3::TcpResult {
+            sent_bytes_per_second: bytes_per_second,
+            received_bytes_per_second: bytes_per_second,
+            retransmits: None,
+            rtt_seconds: None,
+            sender_cpu_utilization_ratio: None,
+            receiver_cpu_utilization_ratio: None,
+        }))
+    }
+}
+
 /// What the measuring stage did.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
@@ -655,8 +690,7 @@ mod tests {
     async fn measure(runner: &FakeRunner, n: usize) -> Measured {
         let nodes = nodes(n);
         let settings = settings();
-        let schedule =
-            Schedule::new(Topology::Mesh { nodes: n, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
+        let schedule = Schedule::new(Topology::Mesh { nodes: n, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (_tx, stop) = watch::channel(false);
         let measure = Measure { runner, nodes: &nodes, settings: &settings, pairing: Pairing::Duplex, deadline: None };
@@ -675,8 +709,7 @@ mod tests {
     ) -> (Plan, Measured) {
         let nodes = nodes(n);
         let settings = settings();
-        let schedule =
-            Schedule::new(Topology::Mesh { nodes: n, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
+        let schedule = Schedule::new(Topology::Mesh { nodes: n, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, Some(budget), Duration::from_secs(1), concurrency, run).unwrap();
         let deadline = Some(tokio::time::Instant::now() + budget);
         tokio::time::advance(discovery).await;
@@ -789,8 +822,7 @@ mod tests {
         let runner = FakeRunner::default();
         let nodes = nodes(4);
         let settings = settings();
-        let schedule =
-            Schedule::new(Topology::Mesh { nodes: 4, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
+        let schedule = Schedule::new(Topology::Mesh { nodes: 4, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (tx, stop) = watch::channel(false);
         tx.send(true).unwrap();
@@ -807,8 +839,7 @@ mod tests {
         runner.answers.insert("a1".into(), vec![Err("hang")]);
         let nodes = nodes(4);
         let settings = TestSettings { timeout: Duration::from_secs(3600), ..settings() };
-        let schedule =
-            Schedule::new(Topology::Mesh { nodes: 4, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
+        let schedule = Schedule::new(Topology::Mesh { nodes: 4, pairing: Pairing::Duplex }, vec![Protocol::Tcp]);
         let plan = Plan::new(&schedule, None, Duration::from_secs(1), 64, 0).unwrap();
         let (tx, stop) = watch::channel(false);
         tokio::spawn(async move {

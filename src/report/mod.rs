@@ -28,59 +28,100 @@ pub enum Output {
     Prometheus,
 }
 
-/// The result of a run that measured.
-#[derive(Debug, Serialize)]
+/// The result of a run that measured. Its JSON (`--output json`) is [`JsonReport`]'s.
+#[derive(Debug)]
 pub struct RunReport {
     pub mode: Mode,
-    pub started_at_unix_seconds: f64,
+    /// Wall time of the run, delivery included.
     pub duration_seconds: f64,
-    /// Node names; in star mode the source comes first.
-    pub nodes: Vec<String>,
+    /// The nodes, in the schedule's order: in star mode the source comes first.
+    pub nodes: Vec<Node>,
     pub protocols: Vec<Protocol>,
-    /// The IP families measured, each over the nodes with an address in it.
     pub ip_families: Vec<IpFamily>,
-    /// Directed pairs whose nodes share none of the families measured: not measured.
-    pub pairs_without_ip_family: u64,
     pub plan: Plan,
-    pub rounds_run: usize,
-    pub rounds_skipped: usize,
-    /// Planned tests not run (stopped, or the budget ran out).
-    pub tests_not_run: usize,
-    /// Whether `--pairing auto` switched to exclusive pairing: duplex tests were limited by
-    /// their nodes' shared CPU, or read low against the same test alone.
-    pub switched_to_exclusive: bool,
-    /// Duplex tests `--pairing auto` measured again alone to check them.
+    /// When the run was, what it measured and what it did not: the run-level samples.
+    pub facts: RunFacts,
     pub calibrations: Vec<measure::Calibrated>,
-    /// Why planned tests were not run (`signal`, `budget`), or null.
     pub stopped: Option<StopReason>,
     pub measurements: Vec<Measurement>,
     pub deliveries: Vec<Delivery>,
-    /// What the samples are built from, besides the measurements.
-    #[serde(skip)]
-    pub sample_facts: SampleFacts,
+    /// The `cluster` label of every series.
+    pub cluster: Option<String>,
 }
 
-/// What a run's samples need besides its measurements: the node labels, the run-level facts
-/// and the cluster label.
-#[derive(Debug)]
-pub struct SampleFacts {
-    pub targets: Vec<Node>,
-    pub run: RunFacts,
-    pub cluster: Option<String>,
+/// The run report as JSON, field by field in this order.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    mode: Mode,
+    started_at_unix_seconds: f64,
+    duration_seconds: f64,
+    /// Node names; in star mode the source comes first.
+    nodes: Vec<&'a str>,
+    protocols: &'a [Protocol],
+    /// The IP families measured, each over the nodes with an address in it.
+    ip_families: &'a [IpFamily],
+    /// Directed pairs whose nodes share none of the families measured: not measured.
+    pairs_without_ip_family: u64,
+    plan: &'a Plan,
+    rounds_run: usize,
+    rounds_skipped: usize,
+    /// Planned tests not run (stopped, or the budget ran out).
+    tests_not_run: usize,
+    /// Whether `--pairing auto` switched to exclusive pairing: duplex tests were limited by
+    /// their nodes' shared CPU, or read low against the same test alone.
+    switched_to_exclusive: bool,
+    /// Duplex tests `--pairing auto` measured again alone to check them.
+    calibrations: &'a [measure::Calibrated],
+    /// Why planned tests were not run (`signal`, `budget`), or null.
+    stopped: Option<StopReason>,
+    measurements: &'a [Measurement],
+    deliveries: &'a [Delivery],
+}
+
+impl Serialize for RunReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let facts = &self.facts;
+        let started_at = facts.started_at.duration_since(std::time::SystemTime::UNIX_EPOCH);
+        JsonReport {
+            mode: self.mode,
+            // Whole seconds, as the report has always given them.
+            started_at_unix_seconds: started_at.map_or(0, |d| d.as_secs()) as f64,
+            duration_seconds: self.duration_seconds,
+            nodes: self.node_names(),
+            protocols: &self.protocols,
+            ip_families: &self.ip_families,
+            pairs_without_ip_family: facts.pairs_without_ip_family,
+            plan: &self.plan,
+            rounds_run: facts.rounds_run,
+            rounds_skipped: facts.rounds_skipped,
+            tests_not_run: facts.tests_not_run,
+            switched_to_exclusive: facts.switched_to_exclusive,
+            calibrations: &self.calibrations,
+            stopped: self.stopped,
+            measurements: &self.measurements,
+            deliveries: &self.deliveries,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl RunReport {
     /// The run's samples, built batch by batch when asked for.
     pub fn samples(&self) -> RunSamples<'_> {
-        let facts = &self.sample_facts;
-        RunSamples::new(&self.measurements, &facts.targets, &facts.run, facts.cluster.as_deref())
+        RunSamples::new(&self.measurements, &self.nodes, &self.facts, self.cluster.as_deref())
+    }
+
+    /// The nodes' names, in order: the columns of the source × destination matrix.
+    pub fn node_names(&self) -> Vec<&str> {
+        self.nodes.iter().map(|n| n.name.as_str()).collect()
     }
 
     /// The rows of the source × destination matrix: every node in mesh mode, the source in star mode.
     pub fn sources(&self) -> Vec<&str> {
+        let names = self.node_names();
         match self.mode {
-            Mode::Mesh => self.nodes.iter().map(String::as_str).collect(),
-            Mode::Star => self.nodes.first().map(String::as_str).into_iter().collect(),
+            Mode::Mesh => names,
+            Mode::Star => names.into_iter().take(1).collect(),
         }
     }
 
@@ -91,7 +132,7 @@ impl RunReport {
 
     /// The measurements of one protocol and IP family by (source, destination).
     pub fn cells(&self, protocol: Protocol, family: IpFamily) -> Cells<'_> {
-        let nodes: HashMap<&str, u32> = self.nodes.iter().zip(0..).map(|(name, i)| (name.as_str(), i)).collect();
+        let nodes: HashMap<&str, u32> = self.nodes.iter().zip(0..).map(|(node, i)| (node.name.as_str(), i)).collect();
         let cells = self
             .measurements
             .iter()

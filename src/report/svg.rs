@@ -18,7 +18,7 @@ const MIN_WIDTH: usize = 440;
 /// fastest pair of that protocol), failed tests grey with their reason.
 pub fn heatmap(report: &RunReport) -> String {
     let sources = report.sources();
-    let columns: Vec<&str> = report.nodes.iter().map(String::as_str).collect();
+    let columns = report.node_names();
     let panel_height = TITLE_HEIGHT + CELL_HEIGHT * (sources.len() + 1);
     let width = (LABEL_WIDTH + CELL_WIDTH * columns.len().max(1) + 20).max(MIN_WIDTH);
     let matrices = report.matrices();
@@ -107,47 +107,21 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::iperf3::{Failure, FailureReason, Protocol, TcpResult, TestResult};
+    use crate::iperf3::{Failure, FailureReason, Protocol};
     use crate::measure::Measurement;
+    use crate::samples::RunFacts;
     use crate::schedule::{Mode, Plan};
-    use crate::targets::IpFamily;
-
-    fn measurement(source: &str, destination: &str, outcome: Outcome) -> Measurement {
-        Measurement {
-            source: source.into(),
-            destination: destination.into(),
-            protocol: Protocol::Tcp,
-            ip_family: IpFamily::Ipv4,
-            finished_at: SystemTime::UNIX_EPOCH,
-            duration_seconds: 1.0,
-            round: 0,
-            alone: false,
-            cpu_bound: false,
-            outcome,
-        }
-    }
-
-    fn tcp(bytes_per_second: f64) -> Outcome {
-        Outcome::Success(TestResult::Tcp(TcpResult {
-            sent_bytes_per_second: bytes_per_second,
-            received_bytes_per_second: bytes_per_second,
-            retransmits: None,
-            rtt_seconds: None,
-            sender_cpu_utilization_ratio: None,
-            receiver_cpu_utilization_ratio: None,
-        }))
-    }
+    use crate::targets::{IpFamily, Node};
 
     #[test]
     fn cells_carry_the_figures_colours_and_reasons_and_names_are_escaped() {
+        let epoch = SystemTime::UNIX_EPOCH;
         let report = RunReport {
             mode: Mode::Mesh,
-            started_at_unix_seconds: 0.0,
             duration_seconds: 1.0,
-            nodes: vec!["a<b".into(), "n2".into()],
+            nodes: vec![Node::new("a<b", "", 0, vec![]), Node::new("n2", "", 0, vec![])],
             protocols: vec![Protocol::Tcp],
             ip_families: vec![IpFamily::Ipv4],
-            pairs_without_ip_family: 0,
             plan: Plan {
                 first_test: 0,
                 tests: 2,
@@ -161,34 +135,15 @@ mod tests {
                 waves: 1,
                 test_estimate: std::time::Duration::from_secs(1),
             },
-            rounds_run: 1,
-            rounds_skipped: 0,
-            tests_not_run: 0,
-            switched_to_exclusive: false,
+            facts: RunFacts::whole_cycle(epoch, epoch, 2, vec![(Protocol::Tcp, IpFamily::Ipv4, 2)], 1),
             calibrations: Vec::new(),
             stopped: None,
             measurements: vec![
-                measurement("a<b", "n2", tcp(12.5e6)),
-                measurement("n2", "a<b", Outcome::Failure(Failure::new(FailureReason::Refused, "x"))),
+                Measurement::example("a<b", "n2", Outcome::tcp_ok(12.5e6)),
+                Measurement::example("n2", "a<b", Outcome::Failure(Failure::new(FailureReason::Refused, "x"))),
             ],
             deliveries: vec![],
-            sample_facts: crate::report::SampleFacts {
-                targets: vec![],
-                run: crate::samples::RunFacts {
-                    started_at: SystemTime::UNIX_EPOCH,
-                    finished_at: SystemTime::UNIX_EPOCH,
-                    nodes: 2,
-                    meshes: vec![(Protocol::Tcp, IpFamily::Ipv4, 2)],
-                    pairs_without_ip_family: 0,
-                    rounds_run: 1,
-                    rounds_skipped: 0,
-                    tests_not_run: 0,
-                    switched_to_exclusive: false,
-                    cycle_rounds: 1,
-                    cycle_runs: 1,
-                },
-                cluster: None,
-            },
+            cluster: None,
         };
         let svg = heatmap(&report);
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));

@@ -19,11 +19,12 @@ pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Resu
     for (protocol, family) in report.matrices() {
         let cells = report.cells(protocol, family);
         let sources = report.sources();
+        let columns = report.node_names();
         let name = matrix_name(report, protocol, family);
         let title = format!(
             "{name}: received throughput in Mbit/s (rows: source, columns: destination; * CPU-bound: the nodes' CPU, not the path, set it)"
         );
-        matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(src, dst) {
+        matrix(out, &title, &sources, &columns, |src, dst| match cells.get(src, dst) {
             Some(Measurement { outcome: Outcome::Success(result), cpu_bound, .. }) => {
                 format!("{:.1}{}", result.received_bytes_per_second() * 8.0 / 1e6, if *cpu_bound { "*" } else { "" })
             }
@@ -32,7 +33,7 @@ pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Resu
         })?;
         if protocol == Protocol::Udp {
             let title = format!("{name}: packet loss in % (rows: source, columns: destination)");
-            matrix(out, &title, &sources, &report.nodes, |src, dst| match cells.get(src, dst).map(|m| &m.outcome) {
+            matrix(out, &title, &sources, &columns, |src, dst| match cells.get(src, dst).map(|m| &m.outcome) {
                 Some(Outcome::Success(TestResult::Udp(r))) => format!("{:.2}", r.loss_ratio * 100.0),
                 Some(Outcome::Failure(failure)) => failure.reason.to_string(),
                 _ => "-".into(),
@@ -52,7 +53,7 @@ fn matrix(
     out: &mut impl std::io::Write,
     title: &str,
     rows: &[&str],
-    columns: &[String],
+    columns: &[&str],
     cell: impl Fn(&str, &str) -> String,
 ) -> std::io::Result<()> {
     let printable = |name: &str| name.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>();
@@ -68,7 +69,7 @@ fn matrix(
         line.clear();
         let _ = write!(line, "{:<row_width$}", printable(row));
         for (column, width) in columns.iter().zip(&widths) {
-            let text = if *row == column.as_str() { "·".to_string() } else { cell(row, column) };
+            let text = if row == column { "·".to_string() } else { cell(row, column) };
             let _ = write!(line, "  {text:>width$}");
         }
         writeln!(out, "{line}")?;
@@ -92,7 +93,7 @@ pub fn summary(report: &RunReport) -> String {
         report.measurements.len() - failed.len(),
         failed.len(),
         if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
-        report.rounds_run,
+        report.facts.rounds_run,
         report.plan.rounds,
         report.plan.cycle_rounds,
         report.plan.cycle_runs,
@@ -102,7 +103,7 @@ pub fn summary(report: &RunReport) -> String {
     if cpu_bound > 0 {
         let _ = write!(line, "; {cpu_bound} CPU-bound (raise the server pods' CPU limit, see \"Fast links\")");
     }
-    if report.switched_to_exclusive {
+    if report.facts.switched_to_exclusive {
         line.push_str("; switched to exclusive pairing: duplex tests were limited by their nodes' shared CPU");
     }
     if let Some(stopped) = report.stopped {
@@ -110,8 +111,8 @@ pub fn summary(report: &RunReport) -> String {
             line,
             "; stopped early ({}): {} planned test(s) in {} round(s) not run",
             stopped.describe(),
-            report.tests_not_run,
-            report.rounds_skipped
+            report.facts.tests_not_run,
+            report.facts.rounds_skipped
         );
     }
     for delivery in &report.deliveries {
