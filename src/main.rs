@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => args,
         Command::WithPassword(args) => {
             // Only returns when the program could not be started.
-            let (code, message) = iperf3_monitor::runner::with_password::exec(&args);
+            let (code, message) = iperf3_monitor::runner::with_password::exec(&args.password_file, &args.command);
             eprintln!("{message}");
             return ExitCode::from(code);
         }

@@ -8,10 +8,10 @@
 //! is this program (the image's own), which reads the file and replaces itself with the client:
 //! only the file's path crosses the API.
 
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 
-use crate::config::WithPasswordArgs;
 use crate::credentials::read_password_file;
 
 /// The variable iperf3 reads a client's password from.
@@ -38,14 +38,15 @@ pub fn wrap(password_file: &Path, argv: &[String]) -> Vec<String> {
     wrapped
 }
 
-/// Replaces this process with the command; returns only when that fails, with the exit code
-/// and the message to print.
-pub fn exec(args: &WithPasswordArgs) -> (u8, String) {
-    let password = match read_password_file(&args.password_file) {
+/// Replaces this process with `command` (the program and its arguments), the password in
+/// `password_file` in its environment; returns only when that fails, with the exit code and the
+/// message to print.
+pub fn exec(password_file: &Path, command: &[OsString]) -> (u8, String) {
+    let password = match read_password_file(password_file) {
         Ok(password) => password,
         Err(e) => return (CANNOT_RUN, format!("iperf3-monitor with-password: {e}")),
     };
-    let Some((program, rest)) = args.command.split_first() else {
+    let Some((program, rest)) = command.split_first() else {
         return (CANNOT_RUN, "iperf3-monitor with-password: no program to run".into());
     };
     let error = std::process::Command::new(program).args(rest).env(PASSWORD_VARIABLE, password.expose()).exec();
@@ -77,9 +78,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_password_file_is_reported_not_run() {
-        let args =
-            WithPasswordArgs { password_file: "/nonexistent/password".into(), command: vec!["/bin/true".into()] };
-        let (code, message) = exec(&args);
+        let (code, message) = exec(Path::new("/nonexistent/password"), &["/bin/true".into()]);
         assert_eq!(code, CANNOT_RUN);
         assert!(message.contains("/nonexistent/password"), "{message}");
     }
