@@ -15,8 +15,8 @@ use crate::iperf3::{Protocol, TestSettings};
 use crate::report::Output;
 use crate::schedule::{Mode, Pairing};
 use crate::sinks::{PushSettings, SinkSettings};
-use crate::targets::IpFamily;
 use crate::targets::kubernetes::KubernetesSettings;
+use crate::targets::{IpFamily, Network};
 
 mod iperf3_auth;
 mod kubernetes;
@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// IP families to test, comma-separated (ipv4, ipv6); each gets its own rounds, over the nodes with an address in it [default: every family a node has].
     #[arg(long, env = "IPERF3_MONITOR_IP_FAMILIES", value_enum, value_delimiter = ',', value_name = "FAMILIES")]
     pub ip_families: Vec<IpFamily>,
+
+    /// Networks to test, comma-separated (host, pod): the servers on the node's network and those on the pod network; each is a mesh of its own, in rounds of its own [default: every network a server is on].
+    #[arg(long, env = "IPERF3_MONITOR_NETWORKS", value_enum, value_delimiter = ',', value_name = "NETWORKS")]
+    pub networks: Vec<Network>,
 
     /// Length of one iperf3 test in seconds (iperf3 -t).
     #[arg(long, env = "IPERF3_MONITOR_DURATION", value_name = "SECONDS", default_value_t = 5,
@@ -181,6 +185,8 @@ pub struct RunConfig {
     pub protocols: Vec<Protocol>,
     /// The IP families asked for; None: every family a node has.
     pub ip_families: Option<Vec<IpFamily>>,
+    /// The networks asked for; None: every network a server is on.
+    pub networks: Option<Vec<Network>>,
     pub test: TestSettings,
     pub concurrency: usize,
     pub budget: Option<Duration>,
@@ -219,6 +225,9 @@ impl RunArgs {
         let mut ip_families = self.ip_families;
         ip_families.sort();
         ip_families.dedup();
+        let mut networks = self.networks;
+        networks.sort();
+        networks.dedup();
         let source_node = self.source_node.or(node_name).filter(|s| !s.is_empty());
         if self.mode == Mode::Star && source_node.is_none() {
             return Err(Error::config(
@@ -260,6 +269,7 @@ impl RunArgs {
             source_node,
             protocols,
             ip_families: (!ip_families.is_empty()).then_some(ip_families),
+            networks: (!networks.is_empty()).then_some(networks),
             test: TestSettings {
                 iperf3: self.iperf3,
                 duration,

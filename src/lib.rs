@@ -27,11 +27,11 @@ use report::{DryRun, RunOutcome, RunReport};
 use runner::NodeRunner;
 use runner::pod_exec::PodExecRunner;
 use runner::process::ProcessRunner;
-use samples::RunFacts;
-use schedule::{Mode, Pairing, Plan, Schedule, Topology};
+use samples::{MeshPairs, RunFacts};
+use schedule::{Mesh, Mode, Pairing, Plan, Schedule, Topology};
 use signals::{signalled, stop_on_signal};
 use sinks::Sinks;
-use targets::{Families, IpFamily, Node, address};
+use targets::{Families, IpFamily, Network, Node, address};
 
 /// One pass: discover the nodes, plan the rounds, measure, build samples, deliver them.
 pub async fn run(config: RunConfig) -> Result<RunOutcome> {
@@ -54,10 +54,9 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         () = signalled(stop.clone()) => return Err(Error::Stopped { stage: "discovery" }),
     };
     let kubernetes = discovered.kubernetes;
-    let (nodes, topology) = arrange(discovered.nodes, &config)?;
-    let families = ip_families(&nodes, &config);
-    let pairs_without_ip_family = families.pairs_without_family;
-    let schedule = Schedule::by_family(topology, config.protocols.clone(), families.families);
+    let (nodes, topology) = arrange(on_networks(discovered.nodes, &config), &config)?;
+    let (meshes, pairs_without_ip_family) = meshes(&nodes, &config);
+    let schedule = Schedule::of_meshes(topology, config.protocols.clone(), meshes);
     let unix_now = started_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let run_index = schedule::run_index(unix_now, config.interval);
     let plan = Plan::new(&schedule, config.budget, config.test.duration, config.concurrency, run_index)
@@ -66,6 +65,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         nodes = nodes.len(),
         mode = ?config.mode,
         ip_families = ?schedule.families(),
+        networks = ?schedule.networks(),
         pairing = ?config.pairing,
         tests = plan.tests,
         cycle_tests = plan.cycle_tests,
@@ -90,9 +90,11 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     if config.dry_run {
         return Ok(RunOutcome::Planned(Box::new(DryRun {
             mode: config.mode,
-            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+            nodes: targets::machine_names(&nodes).into_iter().map(str::to_string).collect(),
+            node_names: nodes.iter().map(|n| n.name.clone()).collect(),
             protocols: config.protocols.clone(),
             ip_families: schedule.families(),
+            networks: schedule.networks(),
             pairs_without_ip_family,
             rounds_per_protocol: schedule.rounds_per_protocol(),
             tests_per_round: schedule.tests_per_round(),
@@ -117,8 +119,13 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
     let facts = RunFacts {
         started_at,
         finished_at: SystemTime::now(),
-        nodes: nodes.len(),
-        meshes: schedule.segments().iter().map(|s| (s.protocol, s.family, s.pairs())).collect(),
+        // Machines: a node with servers on both networks counts once.
+        nodes: targets::machine_names(&nodes).len(),
+        meshes: schedule
+            .segments()
+            .iter()
+            .map(|s| MeshPairs { protocol: s.protocol, family: s.family, network: s.network, pairs: s.pairs() })
+            .collect(),
         pairs_without_ip_family,
         rounds_run: measured.rounds_run,
         rounds_skipped: measured.rounds_skipped,
@@ -134,6 +141,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         nodes,
         protocols: config.protocols,
         ip_families: schedule.families(),
+        networks: schedule.networks(),
         plan,
         facts,
         calibrations: measured.calibrations,
@@ -160,10 +168,11 @@ fn arrange(mut nodes: Vec<Node>, config: &RunConfig) -> Result<(Vec<Node>, Topol
                 .source_node
                 .clone()
                 .ok_or_else(|| Error::config("--source-node", "star mode needs a source node"))?;
-            let source = match nodes.iter().position(|n| n.name == name) {
-                Some(i) => Node { client_command: Vec::new(), pod: None, ..nodes.remove(i) },
-                // The job's node need not run a server; it is only the client.
-                None => Node::new(name, "", 0, Vec::new()),
+            // The job's node need not run a server; it is only the client (of both networks).
+            let mut own: Vec<Node> = nodes.extract_if(.., |n| n.name == name).collect();
+            let source = match own.is_empty() {
+                false => Node { client_command: Vec::new(), pod: None, ..own.swap_remove(0) },
+                true => Node::new(name, "", 0, Vec::new()),
             };
             nodes.insert(0, source);
             let count = nodes.len();
@@ -172,10 +181,56 @@ fn arrange(mut nodes: Vec<Node>, config: &RunConfig) -> Result<(Vec<Node>, Topol
     }
 }
 
-/// Which nodes each IP family's mesh holds (see [`address::membership`]); warns about the pairs
+/// The servers on the networks asked for (--networks); warns about a network asked for that
+/// no server is on.
+fn on_networks(mut nodes: Vec<Node>, config: &RunConfig) -> Vec<Node> {
+    if let Some(networks) = &config.networks {
+        for network in networks.iter().filter(|&&net| !nodes.iter().any(|n| n.network == net)) {
+            tracing::warn!(
+                %network,
+                "no iperf3 server is on the {network} network: nothing is measured on it; \
+                 run servers there (chart: server.podNetwork.enabled, inventory: network: {network}) or leave it out of --networks"
+            );
+        }
+        nodes.retain(|n| networks.contains(&n.network));
+    }
+    nodes
+}
+
+/// The run's meshes: for each network a server is on, in order, each IP family's mesh of the
+/// network's nodes (in star mode the source, node 0, is in every mesh); and the directed pairs
 /// that no family measured covers.
-fn ip_families(nodes: &[Node], config: &RunConfig) -> address::Membership {
-    let node_families: Vec<Families> = nodes.iter().map(Node::families).collect();
+fn meshes(nodes: &[Node], config: &RunConfig) -> (Vec<Mesh>, u64) {
+    let star = config.mode == Mode::Star;
+    let peers = nodes.get(usize::from(star)..).unwrap_or_default();
+    let mut networks: Vec<Network> = peers.iter().map(|n| n.network).collect();
+    networks.sort();
+    networks.dedup();
+    if networks.is_empty() {
+        networks.push(Network::Host);
+    }
+    let mut meshes = Vec::new();
+    let mut pairs_without_ip_family = 0;
+    for network in networks {
+        let on_network: Vec<usize> =
+            (0..nodes.len()).filter(|&i| (star && i == 0) || nodes[i].network == network).collect();
+        let membership = ip_families(nodes, &on_network, network, config);
+        pairs_without_ip_family += membership.pairs_without_family;
+        meshes.extend(membership.families.into_iter().map(|(family, members)| Mesh {
+            network,
+            family,
+            members: members.into_iter().map(|m| on_network[m]).collect(),
+        }));
+    }
+    (meshes, pairs_without_ip_family)
+}
+
+/// Which of the nodes `on_network` (indexes into `nodes`) each IP family's mesh holds (see
+/// [`address::membership`]; its indexes are into `on_network`); warns about the pairs that no
+/// family measured covers.
+fn ip_families(nodes: &[Node], on_network: &[usize], network: Network, config: &RunConfig) -> address::Membership {
+    let nodes: Vec<&Node> = on_network.iter().map(|&i| &nodes[i]).collect();
+    let node_families: Vec<Families> = nodes.iter().map(|n| n.families()).collect();
     let star = config.mode == Mode::Star;
     let membership = address::membership(&node_families, config.ip_families.as_deref(), star);
     if membership.pairs_without_family > 0 {
@@ -187,6 +242,7 @@ fn ip_families(nodes: &[Node], config: &RunConfig) -> address::Membership {
             membership.nodes_without_family.iter().take(5).map(|&i| nodes[i].name.as_str()).collect();
         let only = |family| names(&|f: Families| f.list() == [family]);
         tracing::warn!(
+            %network,
             pairs = membership.pairs_without_family,
             nodes_without_a_family_measured = ?without,
             ipv4_only = ?only(IpFamily::Ipv4),

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use crate::iperf3::{Protocol, TestResult};
 use crate::measure::Measurement;
-use crate::targets::{IpFamily, Node, NodeLabel};
+use crate::targets::{IpFamily, Network, Node, NodeLabel};
 
 /// A metric's name and help text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +51,8 @@ metrics! {
     LAST_RUN_TIMESTAMP_SECONDS = "iperf3_monitor_last_run_timestamp_seconds", "When the last run ended, in seconds since the Unix epoch.";
     RUN_DURATION_SECONDS = "iperf3_monitor_run_duration_seconds", "Wall time of the last run, in seconds.";
     RUN_TESTS = "iperf3_monitor_run_tests", "Tests of the last run, by result (success, failure).";
-    RUN_PAIRS_COVERED = "iperf3_monitor_run_pairs_covered", "Directed pairs measured successfully in the last run, by protocol and IP family.";
-    MESH_PAIRS = "iperf3_monitor_mesh_pairs", "Directed pairs in the full mesh (or star), by protocol and IP family.";
+    RUN_PAIRS_COVERED = "iperf3_monitor_run_pairs_covered", "Directed pairs measured successfully in the last run, by protocol, IP family and network.";
+    MESH_PAIRS = "iperf3_monitor_mesh_pairs", "Directed pairs in the full mesh (or star), by protocol, IP family and network.";
     RUN_PAIRS_WITHOUT_IP_FAMILY = "iperf3_monitor_run_pairs_without_ip_family", "Directed pairs the last run could not measure: their nodes share none of the IP families measured (--ip-families).";
     NODES = "iperf3_monitor_nodes", "Nodes with an iperf3 server found by the last run.";
     RUN_ROUNDS = "iperf3_monitor_run_rounds", "Rounds measured by the last run.";
@@ -95,8 +95,8 @@ pub struct RunFacts {
     pub started_at: SystemTime,
     pub finished_at: SystemTime,
     pub nodes: usize,
-    /// Directed pairs of each protocol and IP family's mesh (or star).
-    pub meshes: Vec<(Protocol, IpFamily, usize)>,
+    /// Directed pairs of each protocol, IP family and network's mesh (or star).
+    pub meshes: Vec<MeshPairs>,
     /// Directed pairs whose nodes share no IP family measured.
     pub pairs_without_ip_family: u64,
     pub rounds_run: usize,
@@ -107,6 +107,22 @@ pub struct RunFacts {
     pub cycle_runs: usize,
 }
 
+/// The directed pairs of one protocol's mesh (or star) over one IP family and network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeshPairs {
+    pub protocol: Protocol,
+    pub family: IpFamily,
+    pub network: Network,
+    pub pairs: usize,
+}
+
+impl MeshPairs {
+    /// A single-stack host-network mesh's.
+    pub fn host_ipv4(protocol: Protocol, pairs: usize) -> MeshPairs {
+        MeshPairs { protocol, family: IpFamily::Ipv4, network: Network::Host, pairs }
+    }
+}
+
 impl RunFacts {
     /// The facts of a run that measured its whole cycle in `rounds` rounds, nothing skipped or
     /// stopped: what tests and benchmarks build samples from.
@@ -115,7 +131,7 @@ impl RunFacts {
         started_at: SystemTime,
         finished_at: SystemTime,
         nodes: usize,
-        meshes: Vec<(Protocol, IpFamily, usize)>,
+        meshes: Vec<MeshPairs>,
         rounds: usize,
     ) -> RunFacts {
         RunFacts {
@@ -200,6 +216,7 @@ impl<'a> RunSamples<'a> {
             let mut labels = vec![
                 ("destination_node", m.destination.clone()),
                 ("ip_family", values.value(m.ip_family.as_str())),
+                ("network", values.value(m.network.as_str())),
                 ("protocol", values.value(m.protocol.as_str())),
                 ("source_node", m.source.clone()),
             ];
@@ -294,13 +311,16 @@ fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&st
     let succeeded = measurements.iter().filter(|m| m.result().is_some()).count();
     push(&RUN_TESTS, &[("result", "success")], succeeded as f64);
     push(&RUN_TESTS, &[("result", "failure")], (measurements.len() - succeeded) as f64);
-    let mut covered: BTreeMap<(Protocol, IpFamily), BTreeSet<(&str, &str)>> = BTreeMap::new();
+    // The pairs measured successfully, by mesh.
+    type Mesh = (Protocol, IpFamily, Network);
+    let mut covered: BTreeMap<Mesh, BTreeSet<(&str, &str)>> = BTreeMap::new();
     for m in measurements.iter().filter(|m| m.result().is_some()) {
-        covered.entry((m.protocol, m.ip_family)).or_default().insert((&m.source, &m.destination));
+        covered.entry((m.protocol, m.ip_family, m.network)).or_default().insert((&m.source, &m.destination));
     }
-    for &(protocol, family, pairs) in &run.meshes {
-        let labels = [("ip_family", family.as_str()), ("protocol", protocol.as_str())];
-        push(&RUN_PAIRS_COVERED, &labels, covered.get(&(protocol, family)).map_or(0, BTreeSet::len) as f64);
+    for &MeshPairs { protocol, family, network, pairs } in &run.meshes {
+        let labels = [("ip_family", family.as_str()), ("network", network.as_str()), ("protocol", protocol.as_str())];
+        let covered = covered.get(&(protocol, family, network)).map_or(0, BTreeSet::len);
+        push(&RUN_PAIRS_COVERED, &labels, covered as f64);
         push(&MESH_PAIRS, &labels, pairs as f64);
     }
     push(&RUN_PAIRS_WITHOUT_IP_FAMILY, &[], run.pairs_without_ip_family as f64);
@@ -344,7 +364,7 @@ mod tests {
     }
 
     fn facts() -> RunFacts {
-        let meshes = vec![(Protocol::Tcp, IpFamily::Ipv4, 2), (Protocol::Udp, IpFamily::Ipv4, 2)];
+        let meshes = vec![MeshPairs::host_ipv4(Protocol::Tcp, 2), MeshPairs::host_ipv4(Protocol::Udp, 2)];
         RunFacts::whole_cycle(at(1_700_000_000_000), at(1_700_000_010_500), 2, meshes, 2)
     }
 
@@ -386,7 +406,10 @@ mod tests {
         assert_eq!(received[0].value, 99.0);
         assert_eq!(received[0].timestamp_ms, 1_700_000_000_123);
         let names: Vec<&str> = received[0].labels.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["cluster", "destination_node", "ip_family", "protocol", "source_node", "source_zone"]);
+        assert_eq!(
+            names,
+            ["cluster", "destination_node", "ip_family", "network", "protocol", "source_node", "source_zone"]
+        );
         assert_eq!(find(&samples, "iperf3_retransmits")[0].value, 4.0);
         assert_eq!(find(&samples, "iperf3_loss_ratio")[0].value, 0.1);
         assert_eq!(find(&samples, "iperf3_jitter_seconds")[0].value, 0.002);
@@ -424,7 +447,7 @@ mod tests {
         let back = Measurement { source: n2, destination: n1, ..measurement(Protocol::Tcp, ok()) };
         let samples = build(&[there, back], &[], &facts(), Some("lab"));
         let (first, second): (Vec<&Sample>, Vec<&Sample>) =
-            samples.iter().filter(|s| s.labels.len() == 5).partition(|s| &*s.labels[4].1 == "n1");
+            samples.iter().filter(|s| s.labels.len() == 6).partition(|s| &*s.labels[5].1 == "n1");
         assert!(first.len() > 1 && second.len() > 1);
         assert!(first.iter().all(|s| Arc::ptr_eq(&s.labels, &first[0].labels)));
         let value = |s: &Sample, name: &str| s.labels.iter().find(|(n, _)| *n == name).unwrap().1.clone();
@@ -461,7 +484,10 @@ mod tests {
         let v4 = measurement(Protocol::Tcp, ok.clone());
         let v6 = Measurement { ip_family: IpFamily::Ipv6, ..measurement(Protocol::Tcp, ok) };
         let facts = RunFacts {
-            meshes: vec![(Protocol::Tcp, IpFamily::Ipv4, 6), (Protocol::Tcp, IpFamily::Ipv6, 2)],
+            meshes: vec![
+                MeshPairs::host_ipv4(Protocol::Tcp, 6),
+                MeshPairs { family: IpFamily::Ipv6, ..MeshPairs::host_ipv4(Protocol::Tcp, 2) },
+            ],
             pairs_without_ip_family: 4,
             ..facts()
         };
@@ -473,6 +499,23 @@ mod tests {
             find(&samples, "iperf3_monitor_mesh_pairs").iter().map(|s| (family(s), s.value)).collect();
         assert_eq!(meshes, [("ipv4".to_string(), 6.0), ("ipv6".to_string(), 2.0)]);
         assert_eq!(find(&samples, "iperf3_monitor_run_pairs_without_ip_family")[0].value, 4.0);
+    }
+
+    #[test]
+    fn each_network_is_its_own_series_and_mesh() {
+        let ok = Outcome::tcp_ok(1.0);
+        let host = measurement(Protocol::Tcp, ok.clone());
+        let pod = Measurement { network: Network::Pod, ..measurement(Protocol::Tcp, ok) };
+        let pod_mesh = MeshPairs { network: Network::Pod, ..MeshPairs::host_ipv4(Protocol::Tcp, 2) };
+        let facts = RunFacts { meshes: vec![MeshPairs::host_ipv4(Protocol::Tcp, 6), pod_mesh], ..facts() };
+        let samples = build(&[host, pod], &[], &facts, None);
+        let network = |s: &Sample| s.labels.iter().find(|(n, _)| *n == "network").unwrap().1.to_string();
+        let received = find(&samples, "iperf3_received_bytes_per_second");
+        assert_eq!(received.iter().map(|s| network(s)).collect::<Vec<_>>(), ["host", "pod"]);
+        let by_network =
+            |name| -> Vec<(String, f64)> { find(&samples, name).iter().map(|s| (network(s), s.value)).collect() };
+        assert_eq!(by_network("iperf3_monitor_mesh_pairs"), [("host".into(), 6.0), ("pod".into(), 2.0)]);
+        assert_eq!(by_network("iperf3_monitor_run_pairs_covered"), [("host".into(), 1.0), ("pod".into(), 1.0)]);
     }
 
     #[test]

@@ -14,9 +14,12 @@
 //! perfect matchings of N nodes (even N; odd N adds an idle slot: N matchings), and each
 //! matching is run once in each direction: both bounds are met.
 //!
-//! IP families: each family's mesh holds the nodes with an address in it, and gets its own
-//! rounds (a segment per protocol), so a dual-stack mesh of N nodes takes 2(N-1) rounds per
-//! protocol in duplex pairing. Two families on a node's link at once would share it.
+//! IP families and networks: each family's mesh holds the nodes with an address in it, and gets
+//! its own rounds (a segment per protocol), so a dual-stack mesh of N nodes takes 2(N-1) rounds
+//! per protocol in duplex pairing. Two families on a node's link at once would share it. A node
+//! with a server on the host network and one on the pod network is two of the run's nodes, one
+//! in each network's meshes; the networks' rounds follow each other like the families', and the
+//! measuring stage keeps a machine's two servers out of tests at the same time.
 //!
 //! Rounds are computed on demand, so a 5,000-node plan allocates nothing per pair.
 
@@ -26,7 +29,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::iperf3::Protocol;
-use crate::targets::IpFamily;
+use crate::targets::{IpFamily, Network};
 
 /// Where clients run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -85,7 +88,8 @@ impl Topology {
     }
 }
 
-/// The full cycle of rounds: for each IP family, every protocol's rounds, one after the other.
+/// The full cycle of rounds: for each network and IP family, every protocol's rounds, one after
+/// the other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     topology: Topology,
@@ -93,12 +97,21 @@ pub struct Schedule {
     segments: Vec<Segment>,
 }
 
-/// The rounds of one protocol over one IP family: the mesh (or star) of the nodes with an
-/// address in that family.
+/// The nodes of one network with an address in one IP family: a mesh (or star) of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mesh {
+    pub network: Network,
+    pub family: IpFamily,
+    /// The run's node indexes of its nodes, ascending (in star mode the source, node 0, first).
+    pub members: Vec<usize>,
+}
+
+/// The rounds of one protocol over one mesh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
     pub protocol: Protocol,
     pub family: IpFamily,
+    pub network: Network,
     /// Over the family's nodes.
     pub topology: Topology,
     /// The run's node index of each of the family's nodes; None: every node, in order.
@@ -150,6 +163,7 @@ pub struct Round<'a> {
     pub index: usize,
     pub protocol: Protocol,
     pub family: IpFamily,
+    pub network: Network,
     topology: Topology,
     members: Option<&'a [usize]>,
     /// 1-based offset of this round within its segment.
@@ -157,24 +171,25 @@ pub struct Round<'a> {
 }
 
 impl Schedule {
-    /// Every node in one family (IPv4): the schedule of a single-stack run.
+    /// Every node in one family (IPv4) on one network (the host's): the schedule of a
+    /// single-stack run.
     pub fn new(topology: Topology, protocols: Vec<Protocol>) -> Self {
-        let everyone = (0..topology.nodes()).collect();
-        Schedule::by_family(topology, protocols, vec![(IpFamily::Ipv4, everyone)])
+        let members = (0..topology.nodes()).collect();
+        Schedule::of_meshes(topology, protocols, vec![Mesh { network: Network::Host, family: IpFamily::Ipv4, members }])
     }
 
-    /// A mesh (or star) per family over that family's nodes: `families` gives, for each family
-    /// in order, the run's node indexes of its nodes (ascending; in star mode the source, node
-    /// 0, first). Each protocol of each family gets its own rounds.
-    pub fn by_family(topology: Topology, protocols: Vec<Protocol>, families: Vec<(IpFamily, Vec<usize>)>) -> Self {
+    /// The meshes, in order, each a mesh (or star) of its nodes. Each protocol of each mesh gets
+    /// its own rounds.
+    pub fn of_meshes(topology: Topology, protocols: Vec<Protocol>, meshes: Vec<Mesh>) -> Self {
         let mut segments = Vec::new();
         let (mut first_round, mut first_test) = (0, 0);
-        for (family, members) in families {
+        for Mesh { network, family, members } in meshes {
             let everyone = members.len() == topology.nodes() && members.iter().enumerate().all(|(i, &m)| i == m);
             for &protocol in &protocols {
                 let segment = Segment {
                     protocol,
                     family,
+                    network,
                     topology: topology.over(members.len()),
                     members: (!everyone).then(|| members.clone()),
                     first_round,
@@ -200,7 +215,7 @@ impl Schedule {
         &self.protocols
     }
 
-    /// The segments of the cycle, in order: each protocol of each IP family.
+    /// The segments of the cycle, in order: each protocol of each mesh.
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }
@@ -208,8 +223,16 @@ impl Schedule {
     /// The IP families measured, in order.
     pub fn families(&self) -> Vec<IpFamily> {
         let mut families: Vec<IpFamily> = self.segments.iter().map(|s| s.family).collect();
+        families.sort();
         families.dedup();
         families
+    }
+
+    /// The networks measured, in order.
+    pub fn networks(&self) -> Vec<Network> {
+        let mut networks: Vec<Network> = self.segments.iter().map(|s| s.network).collect();
+        networks.dedup();
+        networks
     }
 
     /// Rounds of the largest segment: for a single-stack run, the rounds per protocol.
@@ -249,6 +272,7 @@ impl Schedule {
             index,
             protocol: segment.protocol,
             family: segment.family,
+            network: segment.network,
             topology: segment.topology,
             members: segment.members.as_deref(),
             offset: index - segment.first_round + 1,
@@ -329,13 +353,15 @@ fn matching_pairs(n: usize, m: usize) -> impl Iterator<Item = (usize, usize)> {
 /// (docs/performance.md); 100 ms leaves room for pods/exec set-up in a cluster.
 pub const TEST_ALLOWANCE: Duration = Duration::from_millis(100);
 
-/// One planned test: a pair and the round (cycle index, protocol and IP family) it belongs to.
+/// One planned test: a pair and the round (cycle index, protocol, IP family and network) it
+/// belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlannedTest {
     /// Cycle index of the round, `0..Schedule::total_rounds()`.
     pub round: usize,
     pub protocol: Protocol,
     pub family: IpFamily,
+    pub network: Network,
     pub pair: Pair,
 }
 
@@ -451,6 +477,7 @@ impl Plan {
                     round: round.index,
                     protocol: round.protocol,
                     family: round.family,
+                    network: round.network,
                     pair,
                 })
             })
@@ -491,6 +518,14 @@ mod tests {
 
     fn mesh(nodes: usize) -> Topology {
         Topology::Mesh { nodes, pairing: Pairing::Duplex }
+    }
+
+    /// Meshes on the host network, one per family.
+    fn on_host(families: &[(IpFamily, Vec<usize>)]) -> Vec<Mesh> {
+        families
+            .iter()
+            .map(|(family, members)| Mesh { network: Network::Host, family: *family, members: members.clone() })
+            .collect()
     }
 
     /// Every pair once per protocol, no self test; returns the rounds' pairs for further checks.
@@ -673,7 +708,7 @@ mod tests {
     fn each_family_is_a_mesh_of_its_nodes_in_rounds_of_its_own() {
         // Nodes 0-3 dual-stack, 4 IPv4 only, 5 IPv6 only.
         let families = vec![(IpFamily::Ipv4, vec![0, 1, 2, 3, 4]), (IpFamily::Ipv6, vec![0, 1, 2, 3, 5])];
-        let schedule = Schedule::by_family(mesh(6), BOTH.to_vec(), families.clone());
+        let schedule = Schedule::of_meshes(mesh(6), BOTH.to_vec(), on_host(&families));
         assert_eq!(schedule.families(), [IpFamily::Ipv4, IpFamily::Ipv6]);
         assert_eq!((schedule.total_rounds(), schedule.total_tests(), schedule.tests_per_round()), (16, 80, 5));
         let order: Vec<(IpFamily, Protocol)> = schedule.segments().iter().map(|s| (s.family, s.protocol)).collect();
@@ -705,9 +740,32 @@ mod tests {
     }
 
     #[test]
+    fn each_network_is_a_mesh_of_its_own_after_the_other() {
+        // Nodes 0-3 are the host-network servers of machines a-d, 4-6 the pod-network servers
+        // of a, b and d.
+        let meshes = vec![
+            Mesh { network: Network::Host, family: IpFamily::Ipv4, members: vec![0, 1, 2, 3] },
+            Mesh { network: Network::Pod, family: IpFamily::Ipv4, members: vec![4, 5, 6] },
+        ];
+        let schedule = Schedule::of_meshes(mesh(7), vec![Protocol::Tcp], meshes);
+        assert_eq!(schedule.networks(), [Network::Host, Network::Pod]);
+        assert_eq!(schedule.families(), [IpFamily::Ipv4]);
+        assert_eq!((schedule.total_rounds(), schedule.total_tests()), (3 + 2, 12 + 6));
+        let plan = Plan::new(&schedule, None, Duration::from_secs(5), 64, 0).unwrap();
+        let planned: Vec<PlannedTest> = plan.planned(&schedule).collect();
+        for test in &planned {
+            let host = test.pair.source < 4 && test.pair.destination < 4;
+            let pod = test.pair.source >= 4 && test.pair.destination >= 4;
+            assert!(if test.network == Network::Host { host } else { pod }, "{test:?}");
+        }
+        let rounds_of = |n: Network| planned.iter().filter(|t| t.network == n).map(|t| t.round).collect::<HashSet<_>>();
+        assert_eq!((rounds_of(Network::Host), rounds_of(Network::Pod)), ([0, 1, 2].into(), [3, 4].into()));
+    }
+
+    #[test]
     fn a_dual_stack_rotation_covers_every_family() {
         let families = vec![(IpFamily::Ipv4, vec![0, 1, 2, 3, 4, 5, 6]), (IpFamily::Ipv6, vec![1, 2, 4])];
-        let schedule = Schedule::by_family(mesh(7), BOTH.to_vec(), families);
+        let schedule = Schedule::of_meshes(mesh(7), BOTH.to_vec(), on_host(&families));
         // 6 rounds of 7 and 2 of 3 per protocol: 2 × (42 + 6) tests.
         assert_eq!(schedule.total_tests(), 96);
         for (concurrency, waves) in [(3, 2), (7, 3), (2, 5)] {

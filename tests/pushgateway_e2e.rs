@@ -20,9 +20,9 @@ const CLUSTER: &str = "lab/dlv1";
 /// Labels of a pair's series scraped from the Pushgateway (`honor_labels: true` keeps the pushed
 /// job; the Pushgateway's empty `instance` drops out), and of the remote-written ones.
 const PUSHED_LABELS: &[&str] =
-    &["__name__", "cluster", "destination_node", "ip_family", "job", "protocol", "source_node"];
+    &["__name__", "cluster", "destination_node", "ip_family", "job", "network", "protocol", "source_node"];
 const REMOTE_WRITTEN_LABELS: &[&str] =
-    &["__name__", "cluster", "destination_node", "ip_family", "protocol", "source_node"];
+    &["__name__", "cluster", "destination_node", "ip_family", "network", "protocol", "source_node"];
 
 /// (metric, source, destination, protocol) → value.
 type PairValues = BTreeMap<(String, String, String, String), f64>;

@@ -30,7 +30,7 @@ fn the_group_is_replaced_with_put_retried_like_remote_write() {
     assert_eq!(
         line,
         format!(
-            "iperf3_received_bytes_per_second{{cluster=\"eu/west-1\",destination_node=\"local\",ip_family=\"ipv4\",protocol=\"tcp\",source_node=\"here\"}} {received}"
+            "iperf3_received_bytes_per_second{{cluster=\"eu/west-1\",destination_node=\"local\",ip_family=\"ipv4\",network=\"host\",protocol=\"tcp\",source_node=\"here\"}} {received}"
         )
     );
     for sample in text.lines().filter(|l| !l.starts_with('#')) {

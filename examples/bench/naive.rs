@@ -97,6 +97,7 @@ async fn test(source: &Node, destination: &Node, settings: &TestSettings) -> (Me
                     destination: destination.name.as_str().into(),
                     protocol: Protocol::Tcp,
                     ip_family: destination.addresses[0].family,
+                    network: destination.network,
                     finished_at: SystemTime::now(),
                     duration_seconds: started.elapsed().as_secs_f64(),
                     round: 0,

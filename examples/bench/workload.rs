@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use iperf3_monitor::iperf3::{Protocol, TcpResult, TestResult};
 use iperf3_monitor::measure::{Measurement, Outcome};
-use iperf3_monitor::samples::{self, RunFacts, Sample};
-use iperf3_monitor::targets::{IpFamily, Node};
+use iperf3_monitor::samples::{self, MeshPairs, RunFacts, Sample};
+use iperf3_monitor::targets::{IpFamily, Network, Node};
 
 /// Samples per successful TCP measurement with every optional value present.
 const SAMPLES_PER_TCP_TEST: usize = 9;
@@ -30,6 +30,7 @@ pub fn run_samples(count: usize, cluster: &str, now: SystemTime) -> Vec<Sample> 
             destination: nodes[d].name.as_str().into(),
             protocol: Protocol::Tcp,
             ip_family: IpFamily::Ipv4,
+            network: Network::Host,
             finished_at: now,
             duration_seconds: 5.0 + (i % 100) as f64 / 1000.0,
             round: 0,
@@ -45,7 +46,7 @@ pub fn run_samples(count: usize, cluster: &str, now: SystemTime) -> Vec<Sample> 
             })),
         })
         .collect();
-    let facts = RunFacts::whole_cycle(now, now, n, vec![(Protocol::Tcp, IpFamily::Ipv4, n * (n - 1))], 1);
+    let facts = RunFacts::whole_cycle(now, now, n, vec![MeshPairs::host_ipv4(Protocol::Tcp, n * (n - 1))], 1);
     let mut samples = samples::build(&measurements, &nodes, &facts, Some(cluster));
     samples.truncate(count);
     samples

@@ -179,10 +179,11 @@ mod tests {
     use crate::iperf3::Protocol;
     use crate::iperf3::TcpResult;
     use crate::schedule::Pair;
-    use crate::targets::IpFamily;
+    use crate::targets::{IpFamily, Network};
 
     fn test(source: usize, destination: usize) -> PlannedTest {
-        PlannedTest { round: 0, protocol: Protocol::Tcp, family: IpFamily::Ipv4, pair: Pair { source, destination } }
+        let pair = Pair { source, destination };
+        PlannedTest { round: 0, protocol: Protocol::Tcp, family: IpFamily::Ipv4, network: Network::Host, pair }
     }
 
     fn tcp(bytes_per_second: f64, rtt_ms: f64) -> TestResult {

@@ -10,6 +10,10 @@
 //! and runs when that node is free, so a hanging test holds up only its own two nodes: the
 //! rest of the mesh goes on.
 //!
+//! **A machine's servers share its link.** A machine with a server on the host network and one
+//! on the pod network is two nodes of the run; what they send, and what they receive, is held
+//! as one machine's, so the two networks' tests never meet on a machine.
+//!
 //! **A sick node costs about one timeout, not one per round.** A node whose tests as a
 //! destination keep failing slowly (`timeout`, `unreachable`) from two different sources that
 //! are known to send well (each has sent a test that succeeded), and that has received no test
@@ -69,11 +73,9 @@ pub enum Ended {
     Failure(FailureReason),
 }
 
-/// One side of one node.
+/// The record of one side of one node.
 #[derive(Debug, Default)]
 struct SideState {
-    /// When the test holding this side is expected to end; None when free.
-    busy_until: Option<Duration>,
     succeeded: u32,
     /// Slow failures with these peers, oldest first.
     failed_with: Vec<(usize, FailureReason)>,
@@ -111,12 +113,21 @@ pub struct Dispatch<I> {
     estimate: Duration,
     sources: Vec<SideState>,
     destinations: Vec<SideState>,
+    /// Each node's machine (index into `sending` and `receiving`).
+    machines: Vec<usize>,
+    /// When the test a machine sends, or receives, is expected to end; None when free.
+    sending: Vec<Option<Duration>>,
+    receiving: Vec<Option<Duration>>,
 }
 
 impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
-    /// `lanes` is the most tests that run at once; the window of tests looked at holds two
-    /// lanes' worth and one round of a mesh, so a blocked node never starves the others.
-    pub fn new(planned: I, nodes: usize, exclusive: bool, lanes: usize, estimate: Duration) -> Self {
+    /// `machines[i]` is node i's machine (nodes on one machine are its servers on different
+    /// networks; every node its own machine: `(0..n).collect()`). `lanes` is the most tests
+    /// that run at once; the window of tests looked at holds two lanes' worth and one round of
+    /// a mesh, so a blocked node never starves the others.
+    pub fn new(planned: I, machines: Vec<usize>, exclusive: bool, lanes: usize, estimate: Duration) -> Self {
+        let nodes = machines.len();
+        let machine_count = machines.iter().max().map_or(0, |m| m + 1);
         Dispatch {
             planned,
             pending: VecDeque::new(),
@@ -127,6 +138,9 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
             estimate,
             sources: (0..nodes).map(|_| SideState::default()).collect(),
             destinations: (0..nodes).map(|_| SideState::default()).collect(),
+            machines,
+            sending: vec![None; machine_count],
+            receiving: vec![None; machine_count],
         }
     }
 
@@ -189,13 +203,13 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
                 }
                 let exclusive = self.exclusive || p.alone;
                 let sides = self.sides(p.test, exclusive);
-                if sides.iter().all(|side| side.busy_until.is_none()) {
+                if sides.iter().all(Option::is_none) {
                     self.pending.remove(i);
                     let lease = Lease { exclusive };
                     self.hold(p.test, lease, Some(now + self.estimate));
                     return Some(Next::Start(p.test, lease));
                 }
-                if !p.aside && sides.iter().any(|side| side.busy_until.is_some_and(|until| until <= now)) {
+                if !p.aside && sides.iter().any(|side| side.is_some_and(|until| until <= now)) {
                     self.pending[i].aside = true;
                     stepped_aside = true;
                 }
@@ -209,15 +223,15 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
     /// When the next running test becomes overdue (after `now`), if any: then a test waiting
     /// for its node may step aside, so look again.
     pub fn next_overdue(&self, now: Duration) -> Option<Duration> {
-        self.sources.iter().chain(&self.destinations).filter_map(|side| side.busy_until).filter(|&t| t > now).min()
+        self.sending.iter().chain(&self.receiving).filter_map(|&until| until).filter(|&t| t > now).min()
     }
 
-    /// The sides a test holds.
-    fn sides(&self, test: PlannedTest, exclusive: bool) -> Vec<&SideState> {
-        let (s, d) = (test.pair.source, test.pair.destination);
-        let mut sides = vec![&self.sources[s], &self.destinations[d]];
+    /// When the machines' sides a test would hold are free: None for a free side.
+    fn sides(&self, test: PlannedTest, exclusive: bool) -> Vec<Option<Duration>> {
+        let (s, d) = (self.machines[test.pair.source], self.machines[test.pair.destination]);
+        let mut sides = vec![self.sending[s], self.receiving[d]];
         if exclusive {
-            sides.extend([&self.destinations[s], &self.sources[d]]);
+            sides.extend([self.receiving[s], self.sending[d]]);
         }
         sides
     }
@@ -241,12 +255,12 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
     }
 
     fn hold(&mut self, test: PlannedTest, lease: Lease, until: Option<Duration>) {
-        let (s, d) = (test.pair.source, test.pair.destination);
-        self.sources[s].busy_until = until;
-        self.destinations[d].busy_until = until;
+        let (s, d) = (self.machines[test.pair.source], self.machines[test.pair.destination]);
+        self.sending[s] = until;
+        self.receiving[d] = until;
         if lease.exclusive {
-            self.destinations[s].busy_until = until;
-            self.sources[d].busy_until = until;
+            self.receiving[s] = until;
+            self.sending[d] = until;
         }
     }
 
@@ -310,11 +324,25 @@ mod tests {
         cost: impl Fn(&PlannedTest) -> u64,
         end: impl Fn(&PlannedTest) -> Ended,
     ) -> (u64, Vec<PlannedTest>, Vec<(PlannedTest, Condemned)>) {
-        let tests = planned(n, pairing);
+        simulate_on(planned(n, pairing), (0..n).collect(), pairing, lanes, cost, end)
+    }
+
+    /// [`simulate`] over `tests`, node i being on machine `machines[i]`: the checks hold per
+    /// machine.
+    fn simulate_on(
+        tests: Vec<PlannedTest>,
+        machines: Vec<usize>,
+        pairing: Pairing,
+        lanes: usize,
+        cost: impl Fn(&PlannedTest) -> u64,
+        end: impl Fn(&PlannedTest) -> Ended,
+    ) -> (u64, Vec<PlannedTest>, Vec<(PlannedTest, Condemned)>) {
         let total = tests.len();
+        let n = machines.iter().max().map_or(0, |m| m + 1);
         // Overdue one tick past a healthy test's 3 (a second past --duration).
         let estimate = Duration::from_secs(4);
-        let mut dispatch = Dispatch::new(tests.into_iter(), n, pairing == Pairing::Exclusive, lanes, estimate);
+        let mut dispatch =
+            Dispatch::new(tests.into_iter(), machines.clone(), pairing == Pairing::Exclusive, lanes, estimate);
         let mut running: Vec<(u64, PlannedTest, Lease)> = Vec::new();
         let (mut now, mut started, mut skipped) = (0, Vec::new(), Vec::new());
         loop {
@@ -331,8 +359,8 @@ mod tests {
             let mut sending = vec![0; n];
             let mut receiving = vec![0; n];
             for (_, t, _) in &running {
-                sending[t.pair.source] += 1;
-                receiving[t.pair.destination] += 1;
+                sending[machines[t.pair.source]] += 1;
+                receiving[machines[t.pair.destination]] += 1;
             }
             for node in 0..n {
                 assert!(sending[node] <= 1 && receiving[node] <= 1, "node {node} twice in one direction at {now}");
@@ -361,6 +389,41 @@ mod tests {
             let rounds = if n % 2 == 0 { 2 * (n - 1) } else { 2 * n } as u64;
             assert_eq!(wall, 2 * rounds * 3, "n={n}: exclusive");
         }
+    }
+
+    #[test]
+    fn a_machine_s_host_and_pod_servers_are_never_in_one_direction_at_once() {
+        use crate::schedule::Mesh;
+        use crate::targets::{IpFamily, Network};
+        // Machines 0-3; nodes 0-3 their host-network servers, 4-7 their pod-network ones.
+        let meshes = [Network::Host, Network::Pod].into_iter().zip([0, 4]).map(|(network, first)| Mesh {
+            network,
+            family: IpFamily::Ipv4,
+            members: (first..first + 4).collect(),
+        });
+        let schedule = Schedule::of_meshes(
+            Topology::Mesh { nodes: 8, pairing: Pairing::Duplex },
+            vec![Protocol::Tcp],
+            meshes.collect(),
+        );
+        let plan = Plan::new(&schedule, None, Duration::from_secs(1), 1000, 0).unwrap();
+        let machines = vec![0, 1, 2, 3, 0, 1, 2, 3];
+        // Healthy: the two networks' 3 rounds each back to back, the lower bound.
+        let (wall, started, _) = simulate_on(
+            plan.planned(&schedule).collect(),
+            machines.clone(),
+            Pairing::Duplex,
+            1000,
+            |_| 3,
+            |_| Ended::Success,
+        );
+        assert_eq!((wall, started.len()), (6 * 3, 24));
+        // A slow host test from machine 0 holds machine 0's pod tests, not the rest: the
+        // checks in simulate_on hold at every instant.
+        let slow = |t: &PlannedTest| if t.network == Network::Host && t.pair.source == 0 { 7 } else { 3 };
+        let (_, started, _) =
+            simulate_on(plan.planned(&schedule).collect(), machines, Pairing::Duplex, 1000, slow, |_| Ended::Success);
+        assert_eq!(started.len(), 24);
     }
 
     #[test]
@@ -435,7 +498,7 @@ mod tests {
     #[test]
     fn switching_to_exclusive_mid_run_keeps_every_node_in_one_test() {
         let tests = planned(6, Pairing::Duplex);
-        let mut dispatch = Dispatch::new(tests.into_iter(), 6, false, 1000, Duration::from_secs(4));
+        let mut dispatch = Dispatch::new(tests.into_iter(), (0..6).collect(), false, 1000, Duration::from_secs(4));
         let mut first = Vec::new();
         while let Some(Next::Start(test, lease)) = dispatch.next_test(Duration::ZERO) {
             first.push((test, lease));

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::iperf3::{self, Failure, FailureReason, Protocol, TestResult, TestSettings};
 use crate::runner::{ClientCommand, ClientOutput, ClientRunner, MAX_OUTPUT_BYTES, RunError};
 use crate::schedule::{Pairing, Plan, PlannedTest, Schedule};
-use crate::targets::{IpFamily, Node};
+use crate::targets::{IpFamily, Network, Node};
 use dispatch::{Condemned, Dispatch, Ended, Lease, Next, Side};
 
 /// How often a test whose server was not taking tests (busy, or between two tests) is tried again.
@@ -42,6 +42,8 @@ pub struct Measurement {
     pub destination: Arc<str>,
     pub protocol: Protocol,
     pub ip_family: IpFamily,
+    /// The network both nodes' servers are on.
+    pub network: Network,
     /// When the test ended (the timestamp of its samples).
     #[serde(rename = "finished_at_unix_seconds", serialize_with = "unix_seconds")]
     pub finished_at: SystemTime,
@@ -83,7 +85,7 @@ impl Measurement {
 
 #[cfg(test)]
 impl Measurement {
-    /// A test from `source` to `destination` over TCP and IPv4 in round 0, ended at the Unix
+    /// A test from `source` to `destination` over TCP, IPv4 and the host network in round 0, ended at the Unix
     /// epoch after a second: what the tests of the stages after measuring start from.
     pub(crate) fn example(source: &str, destination: &str, outcome: Outcome) -> Measurement {
         Measurement {
@@ -91,6 +93,7 @@ impl Measurement {
             destination: destination.into(),
             protocol: Protocol::Tcp,
             ip_family: IpFamily::Ipv4,
+            network: Network::Host,
             finished_at: SystemTime::UNIX_EPOCH,
             duration_seconds: 1.0,
             round: 0,
@@ -196,7 +199,7 @@ impl<R: ClientRunner> Measure<'_, R> {
         // nodes step aside (see [`dispatch`]).
         let overdue_after = self.settings.duration + OVERDUE_GRACE;
         let mut dispatch =
-            Dispatch::new(plan.planned(schedule), self.nodes.len(), exclusive, plan.lanes, overdue_after);
+            Dispatch::new(plan.planned(schedule), machines(self.nodes), exclusive, plan.lanes, overdue_after);
         let began = tokio::time::Instant::now();
         let mut running = FuturesUnordered::new();
         let mut progress = Progress::new(plan.tests);
@@ -394,6 +397,7 @@ impl<R: ClientRunner> Measure<'_, R> {
             destination: names[test.pair.destination].clone(),
             protocol: test.protocol,
             ip_family: test.family,
+            network: test.network,
             finished_at: SystemTime::now(),
             duration_seconds: 0.0,
             round: test.round,
@@ -427,6 +431,7 @@ impl<R: ClientRunner> Measure<'_, R> {
             destination: names[pair.destination].clone(),
             protocol,
             ip_family: test.family,
+            network: test.network,
             finished_at: SystemTime::now(),
             duration_seconds: started.elapsed().as_secs_f64(),
             round: test.round,
@@ -443,6 +448,7 @@ impl<R: ClientRunner> Measure<'_, R> {
                 destination = %measurement.destination,
                 protocol = %measurement.protocol,
                 ip_family = %measurement.ip_family,
+                network = %measurement.network,
                 received_bits_per_second = result.received_bytes_per_second() * 8.0,
                 "test done"
             ),
@@ -451,6 +457,7 @@ impl<R: ClientRunner> Measure<'_, R> {
                 destination = %measurement.destination,
                 protocol = %measurement.protocol,
                 ip_family = %measurement.ip_family,
+                network = %measurement.network,
                 reason = %failure.reason,
                 detail = %failure.detail,
                 "test failed"
@@ -500,6 +507,19 @@ impl<R: ClientRunner> Measure<'_, R> {
 /// socket after each test; a client arriving in that gap, as its previous test ends, is reset
 /// while connecting, or just after: "unable to receive control message: Connection reset by
 /// peer" within [`RESET_AT_START`] of the start, before any data was sent).
+/// Each node's machine, numbered in order of appearance: the servers of one machine on both
+/// networks share its name.
+fn machines(nodes: &[Node]) -> Vec<usize> {
+    let mut numbers: HashMap<&str, usize> = HashMap::new();
+    nodes
+        .iter()
+        .map(|n| {
+            let next = numbers.len();
+            *numbers.entry(n.name.as_str()).or_insert(next)
+        })
+        .collect()
+}
+
 fn is_transient(failure: &Failure, took: Duration) -> bool {
     let detail = failure.detail.to_ascii_lowercase();
     failure.reason == FailureReason::Busy

@@ -15,7 +15,7 @@ use crate::measure::{self, Measurement, StopReason};
 use crate::samples::{RunFacts, RunSamples, SampleSource};
 use crate::schedule::{Mode, Plan, Schedule};
 use crate::sinks::{Delivery, exposition};
-use crate::targets::{IpFamily, Node};
+use crate::targets::{IpFamily, Network, Node};
 
 /// What is printed on stdout when the run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,6 +38,8 @@ pub struct RunReport {
     pub nodes: Vec<Node>,
     pub protocols: Vec<Protocol>,
     pub ip_families: Vec<IpFamily>,
+    /// The networks measured, each over the nodes with a server on it.
+    pub networks: Vec<Network>,
     pub plan: Plan,
     /// When the run was, what it measured and what it did not: the run-level samples.
     pub facts: RunFacts,
@@ -60,6 +62,8 @@ struct JsonReport<'a> {
     protocols: &'a [Protocol],
     /// The IP families measured, each over the nodes with an address in it.
     ip_families: &'a [IpFamily],
+    /// The networks measured, each over the nodes with a server on it.
+    networks: &'a [Network],
     /// Directed pairs whose nodes share none of the families measured: not measured.
     pairs_without_ip_family: u64,
     plan: &'a Plan,
@@ -90,6 +94,7 @@ impl Serialize for RunReport {
             nodes: self.node_names(),
             protocols: &self.protocols,
             ip_families: &self.ip_families,
+            networks: &self.networks,
             pairs_without_ip_family: facts.pairs_without_ip_family,
             plan: &self.plan,
             rounds_run: facts.rounds_run,
@@ -111,9 +116,10 @@ impl RunReport {
         RunSamples::new(&self.measurements, &self.nodes, &self.facts, self.cluster.as_deref())
     }
 
-    /// The nodes' names, in order: the columns of the source × destination matrix.
+    /// The nodes' names, in order, each once (whatever networks a node has servers on): the
+    /// columns of the source × destination matrix.
     pub fn node_names(&self) -> Vec<&str> {
-        self.nodes.iter().map(|n| n.name.as_str()).collect()
+        crate::targets::machine_names(&self.nodes)
     }
 
     /// The rows of the source × destination matrix: every node in mesh mode, the source in star mode.
@@ -125,19 +131,26 @@ impl RunReport {
         }
     }
 
-    /// The (protocol, IP family) matrices the report shows, in order.
-    pub fn matrices(&self) -> Vec<(Protocol, IpFamily)> {
-        self.ip_families.iter().flat_map(|&f| self.protocols.iter().map(move |&p| (p, f))).collect()
+    /// The matrices the report shows, in order: each protocol of each IP family of each network.
+    pub fn matrices(&self) -> Vec<Matrix> {
+        let mut matrices = Vec::new();
+        for &network in &self.networks {
+            for &family in &self.ip_families {
+                matrices.extend(self.protocols.iter().map(|&protocol| Matrix { protocol, family, network }));
+            }
+        }
+        matrices
     }
 
-    /// The measurements of one protocol and IP family by (source, destination).
-    pub fn cells(&self, protocol: Protocol, family: IpFamily) -> Cells<'_> {
-        let nodes: HashMap<&str, u32> = self.nodes.iter().zip(0..).map(|(node, i)| (node.name.as_str(), i)).collect();
+    /// The measurements of one matrix by (source, destination).
+    pub fn cells(&self, matrix: Matrix) -> Cells<'_> {
+        let Matrix { protocol, family, network } = matrix;
+        let nodes: HashMap<&str, u32> = self.node_names().into_iter().zip(0..).collect();
         let cells = self
             .measurements
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.protocol == protocol && m.ip_family == family)
+            .filter(|(_, m)| m.protocol == protocol && m.ip_family == family && m.network == network)
             .filter_map(|(i, m)| Some(((*nodes.get(&*m.source)?, *nodes.get(&*m.destination)?), i)))
             .collect();
         Cells { nodes, cells, measurements: &self.measurements }
@@ -156,6 +169,14 @@ impl RunReport {
             exit_code::OK
         }
     }
+}
+
+/// Which measurements one matrix of the report shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matrix {
+    pub protocol: Protocol,
+    pub family: IpFamily,
+    pub network: Network,
 }
 
 /// The measurements of one protocol, found by source and destination: the last one of a pair
@@ -183,9 +204,14 @@ impl<'a> Cells<'a> {
 #[derive(Debug, Serialize)]
 pub struct DryRun {
     pub mode: Mode,
+    /// Node names, each once.
     pub nodes: Vec<String>,
+    /// The name of each of the schedule's nodes (a node with servers on both networks is two).
+    #[serde(skip)]
+    pub node_names: Vec<String>,
     pub protocols: Vec<Protocol>,
     pub ip_families: Vec<IpFamily>,
+    pub networks: Vec<Network>,
     pub pairs_without_ip_family: u64,
     pub rounds_per_protocol: usize,
     pub tests_per_round: usize,
@@ -240,7 +266,9 @@ impl RunOutcome {
                 out.write_all(exposition::exposition(&report.samples().collect_all(), true).as_bytes())
             }
             (RunOutcome::Planned(dry), Output::Json) => write_json(out, dry.as_ref()),
-            (RunOutcome::Planned(dry), _) => out.write_all(table::plan_text(dry, &dry.schedule, &dry.nodes).as_bytes()),
+            (RunOutcome::Planned(dry), _) => {
+                out.write_all(table::plan_text(dry, &dry.schedule, &dry.node_names).as_bytes())
+            }
         }
     }
 }

@@ -29,9 +29,9 @@ pub fn heatmap(report: &RunReport) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="{width}" height="{height}" fill="white"/>"#);
-    for (p, &(protocol, family)) in matrices.iter().enumerate() {
-        let cells = report.cells(protocol, family);
-        let name = super::table::matrix_name(report, protocol, family);
+    for (p, &matrix) in matrices.iter().enumerate() {
+        let cells = report.cells(matrix);
+        let name = super::table::matrix_name(report, matrix);
         let fastest =
             cells.values().filter_map(|m| m.result()).map(|r| r.received_bytes_per_second()).fold(0.0, f64::max);
         let top = p * (panel_height + GAP) + 10;
@@ -109,9 +109,9 @@ mod tests {
     use super::*;
     use crate::iperf3::{Failure, FailureReason, Protocol};
     use crate::measure::Measurement;
-    use crate::samples::RunFacts;
+    use crate::samples::{MeshPairs, RunFacts};
     use crate::schedule::{Mode, Plan};
-    use crate::targets::{IpFamily, Node};
+    use crate::targets::{IpFamily, Network, Node};
 
     #[test]
     fn cells_carry_the_figures_colours_and_reasons_and_names_are_escaped() {
@@ -122,6 +122,7 @@ mod tests {
             nodes: vec![Node::new("a<b", "", 0, vec![]), Node::new("n2", "", 0, vec![])],
             protocols: vec![Protocol::Tcp],
             ip_families: vec![IpFamily::Ipv4],
+            networks: vec![Network::Host],
             plan: Plan {
                 first_test: 0,
                 tests: 2,
@@ -135,7 +136,7 @@ mod tests {
                 waves: 1,
                 test_estimate: std::time::Duration::from_secs(1),
             },
-            facts: RunFacts::whole_cycle(epoch, epoch, 2, vec![(Protocol::Tcp, IpFamily::Ipv4, 2)], 1),
+            facts: RunFacts::whole_cycle(epoch, epoch, 2, vec![MeshPairs::host_ipv4(Protocol::Tcp, 2)], 1),
             calibrations: Vec::new(),
             stopped: None,
             measurements: vec![

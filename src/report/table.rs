@@ -3,24 +3,25 @@
 
 use std::fmt::Write as _;
 
-use super::{DryRun, RunReport};
+use super::{DryRun, Matrix, RunReport};
 use crate::iperf3::{Protocol, TestResult};
 use crate::measure::{Measurement, Outcome};
 use crate::schedule::{Pairing, Plan, Schedule, Topology};
-use crate::targets::IpFamily;
+use crate::targets::{IpFamily, Network};
 
 /// Rounds and pairs listed by the dry-run text before it summarises.
 const LISTED_ROUNDS: usize = 12;
 const LISTED_PAIRS: usize = 12;
 
-/// The matrices of a run, one per protocol and IP family (UDP adds its loss), and a summary
+/// The matrices of a run, one per protocol, IP family and network (UDP adds its loss), and a summary
 /// line, written row by row: a 1,000-node matrix is about 30 MB of text.
 pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    for (protocol, family) in report.matrices() {
-        let cells = report.cells(protocol, family);
+    for shown in report.matrices() {
+        let protocol = shown.protocol;
+        let cells = report.cells(shown);
         let sources = report.sources();
         let columns = report.node_names();
-        let name = matrix_name(report, protocol, family);
+        let name = matrix_name(report, shown);
         let title = format!(
             "{name}: received throughput in Mbit/s (rows: source, columns: destination; * CPU-bound: the nodes' CPU, not the path, set it)"
         );
@@ -43,10 +44,22 @@ pub fn table(report: &RunReport, out: &mut impl std::io::Write) -> std::io::Resu
     writeln!(out, "{}", summary(report))
 }
 
-/// What a matrix is titled by: its protocol, and its IP family when the run measured several
-/// (a single-stack run's matrices read as they always have).
-pub fn matrix_name(report: &RunReport, protocol: Protocol, family: IpFamily) -> String {
-    if report.ip_families.len() > 1 { format!("{protocol} over {family}") } else { protocol.to_string() }
+/// What a matrix is titled by: its protocol, and its IP family and network when the run
+/// measured several (a single-stack, single-network run's matrices read as they always have).
+pub fn matrix_name(report: &RunReport, matrix: Matrix) -> String {
+    mesh_name(matrix.protocol, matrix.family, matrix.network, report.ip_families.len(), report.networks.len())
+}
+
+/// "tcp", "tcp over ipv6", "tcp on the pod network", "tcp over ipv6 on the pod network".
+fn mesh_name(protocol: Protocol, family: IpFamily, network: Network, families: usize, networks: usize) -> String {
+    let mut name = protocol.to_string();
+    if families > 1 {
+        let _ = write!(name, " over {family}");
+    }
+    if networks > 1 {
+        let _ = write!(name, " on the {network} network");
+    }
+    name
 }
 
 fn matrix(
@@ -151,7 +164,13 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
     };
     let protocols: Vec<&str> = schedule.protocols().iter().map(|p| p.as_str()).collect();
     let families: Vec<&str> = schedule.families().iter().map(|f| f.as_str()).collect();
-    let _ = writeln!(out, "plan: {shape}, protocols {}, IP families {}", protocols.join(","), families.join(","));
+    let networks: Vec<&str> = schedule.networks().iter().map(|n| n.as_str()).collect();
+    let _ = write!(out, "plan: {shape}, protocols {}, IP families {}", protocols.join(","), families.join(","));
+    let _ = writeln!(
+        out,
+        "{}",
+        if networks.len() > 1 { format!(", networks {}", networks.join(",")) } else { String::new() }
+    );
     let _ = writeln!(
         out,
         "rounds per protocol: {} (lower bound: {lower_bound}); {} tests per round, at most {} at once; {} pairs per protocol",
@@ -160,13 +179,17 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         dry.concurrency,
         schedule.pairs_per_protocol(),
     );
-    if schedule.families().len() > 1 {
-        // Each family is a mesh of the nodes with an address in it.
+    let mesh_of = |family, network| {
+        let name = mesh_name(Protocol::Tcp, family, network, families.len(), networks.len());
+        name.strip_prefix("tcp").unwrap_or_default().trim_start().to_string()
+    };
+    if families.len() > 1 || networks.len() > 1 {
+        // Each family of each network is a mesh of the nodes with an address in it.
         for segment in schedule.segments().iter().filter(|s| Some(&s.protocol) == schedule.protocols().first()) {
             let _ = writeln!(
                 out,
                 "{}: {} rounds of {} tests, {} pairs per protocol",
-                segment.family,
+                mesh_of(segment.family, segment.network),
                 segment.rounds(),
                 segment.tests_per_round(),
                 segment.pairs()
@@ -228,10 +251,9 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         let more = count - pairs.len();
         let _ = writeln!(
             out,
-            "round {} ({}{}): {}{}",
+            "round {} ({}): {}{}",
             first.round + 1,
-            first.protocol,
-            if families.len() > 1 { format!(" over {}", first.family) } else { String::new() },
+            mesh_name(first.protocol, first.family, first.network, families.len(), networks.len()),
             pairs.join(", "),
             if more > 0 { format!(", … and {more} more") } else { String::new() }
         );

@@ -5,6 +5,8 @@
 //!   - name: n1
 //!     address: 198.18.0.1                      # or, dual-stack, one address per IP family:
 //!     # addresses: [198.18.0.1, 2001:db8::1]
+//!     network: host                            # optional: host (default) or pod; a node may be
+//!                                              # listed once per network, each its own mesh
 //!     port: 5201                               # optional, default --port
 //!     client_command: [ip, netns, exec, n1]    # optional argv prefix that runs a command on n1
 //!     cpu: 0.5                                 # optional: cores its iperf3 server and clients share
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
-use super::{Address, IpFamily, Node, address};
+use super::{Address, IpFamily, Network, Node, address};
 use crate::credentials::{Credentials, Secret, read_password_file};
 use crate::error::{Error, Result};
 
@@ -44,6 +46,9 @@ struct InventoryNode {
     address: Option<String>,
     addresses: Option<Vec<String>>,
     port: Option<u16>,
+    /// The network the server is on: the node may be listed once on each.
+    #[serde(default)]
+    network: Network,
     #[serde(default)]
     client_command: Vec<String>,
     /// Cores the node's iperf3 server and the clients run on it may use together.
@@ -114,7 +119,7 @@ pub fn parse(
     let file: InventoryFile = serde_yaml_ng::from_str(text).map_err(|e| {
         e.to_string().replace("struct InventoryFile", "a mapping with a `nodes` list").replace(
             "struct InventoryNode",
-            "a node (name, address or addresses, port, client_command, cpu, iperf3_auth)",
+            "a node (name, address or addresses, network, port, client_command, cpu, iperf3_auth)",
         )
     })?;
     let mut names = HashSet::new();
@@ -124,8 +129,13 @@ pub fn parse(
         if node.name.trim().is_empty() {
             return Err(format!("{}: a node needs a non-empty name", at("name")));
         }
-        if !names.insert(node.name.clone()) {
-            return Err(format!("{}: '{}' is listed twice; node names must be unique", at("name"), node.name));
+        if !names.insert((node.name.clone(), node.network)) {
+            return Err(format!(
+                "{}: '{}' is listed twice on the {} network; a node is listed at most once per network",
+                at("name"),
+                node.name,
+                node.network
+            ));
         }
         let addresses = node_addresses(node.address, node.addresses)
             .map_err(|(field, e)| format!("{}: {e} (node '{}')", at(&field), node.name))?;
@@ -161,6 +171,7 @@ pub fn parse(
         };
         let mut parsed =
             Node::with_addresses(node.name, addresses, node.port.unwrap_or(default_port), node.client_command);
+        parsed.network = node.network;
         parsed.cpu_millis = cpu_millis;
         parsed.credentials = node_credentials;
         nodes.push(parsed);
@@ -286,6 +297,25 @@ mod tests {
         assert!(nodes[1].client_command.is_empty());
         // A host name is measured over IPv4 (iperf3 -4).
         assert_eq!(nodes[1].address(IpFamily::Ipv4), Some("node-2.example"));
+    }
+
+    #[test]
+    fn a_node_may_be_listed_once_per_network() {
+        let nodes = parse_plain(
+            "nodes:\n  - name: n1\n    address: 198.18.0.1\n  - name: n1\n    network: pod\n    address: 198.19.0.1\n",
+            5201,
+        )
+        .unwrap();
+        assert_eq!(
+            nodes.iter().map(|n| (n.name.as_str(), n.network)).collect::<Vec<_>>(),
+            [("n1", Network::Host), ("n1", Network::Pod)]
+        );
+        let twice = "nodes:\n  - name: n1\n    network: pod\n    address: 198.18.0.1\n  - name: n1\n    network: pod\n    address: 198.19.0.1\n";
+        let err = parse_plain(twice, 5201).unwrap_err();
+        assert!(err.contains("nodes[1].name: 'n1' is listed twice on the pod network"), "{err}");
+        let err =
+            parse_plain("nodes:\n  - name: n1\n    network: overlay\n    address: 198.18.0.1\n", 5201).unwrap_err();
+        assert!(err.contains("nodes[0].network") && err.contains("expected `host` or `pod`"), "{err}");
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct ServerPod {
 #[serde(rename_all = "camelCase")]
 pub struct ServerPodSpec {
     pub node_name: Option<String>,
+    /// True: the server is on the node's network; false: on the pod network.
+    #[serde(default)]
+    pub host_network: bool,
     #[serde(default)]
     pub containers: Vec<ServerContainer>,
 }

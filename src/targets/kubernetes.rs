@@ -12,7 +12,7 @@ use kube::{Client, Config};
 use serde::de::DeserializeOwned;
 
 use super::kube_objects::{LabelledNode, ServerPod, ServerPodStatus};
-use super::{Address, Node, NodeLabel, NodeLabelNames, PodRef, address};
+use super::{Address, Network, Node, NodeLabel, NodeLabelNames, PodRef, address};
 use crate::error::{Error, Result};
 
 /// The name of the server container's port that gives the iperf3 port.
@@ -187,19 +187,20 @@ fn explain(error: ListError, what: &str, verb: &str, resource: &str, scope: &str
     Error::Discovery { message }
 }
 
-/// The outcome of choosing one server pod per node.
+/// The outcome of choosing one server pod per node and network.
 #[derive(Debug, Default, PartialEq)]
 pub struct Selection {
-    /// One per Kubernetes node, sorted by node name.
+    /// One per Kubernetes node and network (a `hostNetwork` server pod is on the host network,
+    /// any other on the pod network), sorted by node name, then network.
     pub nodes: Vec<Node>,
     /// `namespace/name` of pods that cannot serve: not running, not ready, no IP or no node.
     pub not_ready: Vec<String>,
-    /// `namespace/name` of ready pods on a node that already has an older one.
+    /// `namespace/name` of ready pods on a node that already has an older one on its network.
     pub duplicates: Vec<String>,
 }
 
 /// Chooses the pods that serve: Running, Ready, with a pod IP and a node, not being deleted;
-/// on a node with several, the oldest (then the first by namespace/name).
+/// on a node with several on one network, the oldest (then the first by namespace/name).
 pub fn select_servers(pods: &[ServerPod], default_port: u16, container: Option<&str>) -> Selection {
     let mut selection = Selection::default();
     // One list sorted by node, not a list per node: 5,000 small lists cost 6 MB.
@@ -212,11 +213,14 @@ pub fn select_servers(pods: &[ServerPod], default_port: u16, container: Option<&
     }
     let created = |p: &ServerPod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
     candidates.sort_by(|(a, a_node), (b, b_node)| {
-        a_node.name.cmp(&b_node.name).then_with(|| created(a).cmp(&created(b))).then_with(|| pod_id(a).cmp(&pod_id(b)))
+        (&a_node.name, a_node.network)
+            .cmp(&(&b_node.name, b_node.network))
+            .then_with(|| created(a).cmp(&created(b)))
+            .then_with(|| pod_id(a).cmp(&pod_id(b)))
     });
     selection.nodes.reserve_exact(candidates.len());
     for (pod, node) in candidates {
-        if selection.nodes.last().is_some_and(|last| last.name == node.name) {
+        if selection.nodes.last().is_some_and(|last| last.name == node.name && last.network == node.network) {
             selection.duplicates.push(pod_id(pod));
         } else {
             selection.nodes.push(node);
@@ -256,6 +260,7 @@ pub fn pod_to_target(pod: &ServerPod, default_port: u16, container: Option<&str>
         .or_else(|| named_port.map(|(c, _)| c))
         .or_else(|| spec.containers.first().map(|c| c.name.clone()));
     let mut node = Node::with_addresses(node_name, addresses, port, Vec::new());
+    node.network = if spec.host_network { Network::Host } else { Network::Pod };
     node.cpu_millis = spec
         .containers
         .iter()
@@ -449,6 +454,22 @@ mod tests {
         assert_eq!(selection.duplicates, ["monitoring/new"]);
         assert_eq!(selection.not_ready, ["monitoring/sick"]);
         assert_eq!(selection.nodes[0].pod.as_ref().unwrap().container.as_deref(), Some("main"));
+    }
+
+    #[test]
+    fn a_node_with_a_server_on_each_network_is_measured_on_both() {
+        let t = "2026-01-01T00:00:00Z";
+        let mut host = pod("host", "w1", "198.18.0.1", "Running", true, t);
+        host.spec.as_mut().unwrap().host_network = true;
+        let mut older_host = pod("older", "w1", "198.18.0.1", "Running", true, "2025-01-01T00:00:00Z");
+        older_host.spec.as_mut().unwrap().host_network = true;
+        let pods = [pod("on-pod-net", "w1", "10.0.0.1", "Running", true, t), host, older_host];
+        let selection = select_servers(&pods, 5201, None);
+        let chosen: Vec<(&str, Network, &str)> =
+            selection.nodes.iter().map(|n| (n.name.as_str(), n.network, n.addresses[0].host.as_str())).collect();
+        assert_eq!(chosen, [("w1", Network::Host, "198.18.0.1"), ("w1", Network::Pod, "10.0.0.1")]);
+        assert_eq!(selection.nodes[0].pod.as_ref().unwrap().name, "older");
+        assert_eq!(selection.duplicates, ["monitoring/host"]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod address;
 pub mod inventory;
 pub mod kube_objects;
 pub mod kubernetes;
+pub mod network;
 
 use serde::Serialize;
 
@@ -16,12 +17,17 @@ use std::time::Duration;
 use crate::credentials::Credentials;
 use crate::error::Result;
 pub use address::{Address, Families, IpFamily};
+pub use network::Network;
 
-/// A node with an iperf3 server.
+/// A node's iperf3 server on one network. A node with a server on both networks is two of
+/// these with the same name: the schedule keeps their tests apart (see [`Network`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
-    /// The name used in the `source_node` / `destination_node` labels.
+    /// The name used in the `source_node` / `destination_node` labels: the machine's, shared by
+    /// its servers on both networks.
     pub name: String,
+    /// The network the server is on (the `network` label).
+    pub network: Network,
     /// Addresses of the node's iperf3 server, one per IP family, in family order (a host name
     /// counts as IPv4: its tests run with `iperf3 -4`).
     pub addresses: Vec<Address>,
@@ -92,6 +98,7 @@ impl Node {
     ) -> Self {
         Node {
             name: name.into(),
+            network: Network::Host,
             addresses,
             port,
             client_command,
@@ -110,6 +117,12 @@ impl Node {
     pub fn families(&self) -> Families {
         Families::of(&self.addresses)
     }
+}
+
+/// The nodes' names, each once, in order: a node with servers on both networks is one machine.
+pub fn machine_names(nodes: &[Node]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    nodes.iter().map(|n| n.name.as_str()).filter(|name| seen.insert(*name)).collect()
 }
 
 /// A pod that runs an iperf3 server.
