@@ -2,7 +2,7 @@
 # A multi-node lab on one machine: N network namespaces joined by a bridge, each running
 # `iperf3 -s`, each node shaped to its own known rate.
 #
-#   tests/lab/lab.sh up NAME --rates 40,60,80,100 [--subnet S] [--ipv6] [--udp-loss NODE:PROBABILITY]... [--shared-ack-queue] [--auth USER:PASSWORD] [--cpu-quota CPUS]
+#   tests/lab/lab.sh up NAME --rates 40,60,80,100 [--subnet S] [--ipv6] [--pod-network FRACTION] [--udp-loss NODE:PROBABILITY]... [--shared-ack-queue] [--auth USER:PASSWORD] [--cpu-quota CPUS]
 #   tests/lab/lab.sh down NAME
 #
 # `up` prints the path of an inventory file for `iperf3-monitor run --inventory`. Node i is
@@ -10,6 +10,11 @@
 # 198.18.S.254. NAME is at most 8 characters (it prefixes interface names). --ipv6 makes the lab
 # dual-stack: node i also has 2001:db8:S::i (the bridge 2001:db8:S::fe), and the inventory lists
 # both addresses.
+# --pod-network gives every node a second server, on a "pod network": namespace NAME-p<i> at
+# 198.18.S.(100+i) (and 2001:db8:S::1:i with --ipv6), shaped to FRACTION of the node's rate (e.g.
+# 0.5), listed in the inventory as node n<i> again with `network: pod`. The path i→j on it runs at
+# FRACTION × min(rate[i], rate[j]): a CNI whose cost is known. Its server and clients share the
+# node's CPU cgroup (--cpu-quota), as a pod shares its node's CPUs.
 #
 # Shaping: node i sends and receives at most rate[i] Mbit/s, so the path i→j runs at
 # min(rate[i], rate[j]). Egress is shaped on the node's eth0, ingress on the bridge-side veth,
@@ -68,8 +73,8 @@ cpu_cgroups() {
     awk '$3 == "cgroup" && $4 ~ /(^|,)cpu(,|$)/ {print "1 " $2}' /proc/self/mounts
 }
 
-# shape DEV RATE_MBIT [ip -n NS]: htb with the node's rate as the default class and, unless
-# the ACK queue is shared, an unshaped class for TCP from the iperf3 port.
+# shape DEV RATE [ip -n NS]: htb with the node's rate (a tc rate: 100mbit, 50000kbit) as the
+# default class and, unless the ACK queue is shared, an unshaped class for TCP from the iperf3 port.
 shape() {
     local dev=$1 rate=$2
     shift 2
@@ -77,7 +82,7 @@ shape() {
     [[ $# -gt 0 ]] && tc=(ip netns exec "$1" tc)
     "${tc[@]}" qdisc add dev "$dev" root handle 1: htb default 10
     "${tc[@]}" class add dev "$dev" parent 1: classid 1:1 htb rate 10gbit quantum 60000
-    "${tc[@]}" class add dev "$dev" parent 1:1 classid 1:10 htb rate "${rate}mbit" ceil "${rate}mbit" quantum 60000
+    "${tc[@]}" class add dev "$dev" parent 1:1 classid 1:10 htb rate "$rate" ceil "$rate" quantum 60000
     if [[ $SHARED_ACK_QUEUE -eq 0 ]]; then
         "${tc[@]}" class add dev "$dev" parent 1:1 classid 1:20 htb rate 5gbit ceil 10gbit quantum 60000
         "${tc[@]}" filter add dev "$dev" parent 1: protocol ip prio 1 u32 \
@@ -91,13 +96,14 @@ shape() {
 up() {
     local name=$1
     shift
-    local rates="" subnet=0 losses=() auth="" cpu_quota="" ipv6=0
+    local rates="" subnet=0 losses=() auth="" cpu_quota="" ipv6=0 pod_fraction=""
     SHARED_ACK_QUEUE=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --rates) rates=$2; shift 2 ;;
             --subnet) subnet=$2; shift 2 ;;
             --ipv6) ipv6=1; shift ;;
+            --pod-network) pod_fraction=$2; shift 2 ;;
             --udp-loss) losses+=("$2"); shift 2 ;;
             --shared-ack-queue) SHARED_ACK_QUEUE=1; shift ;;
             --auth) auth=$2; shift 2 ;;
@@ -110,6 +116,11 @@ up() {
     IFS=, read -r -a rate_list <<<"$rates"
     local n=${#rate_list[@]}
     [[ $n -ge 1 && $n -le 250 ]] || { echo "lab.sh: --rates lists 1 to 250 nodes" >&2; exit 2; }
+    if [[ -n $pod_fraction ]]; then
+        awk -v f="$pod_fraction" 'BEGIN {exit !(f ~ /^[0-9]*\.?[0-9]+$/ && f > 0 && f <= 1)}' ||
+            { echo "lab.sh: --pod-network is a fraction of the node's rate, above 0 and at most 1" >&2; exit 2; }
+        [[ $n -le 100 ]] || { echo "lab.sh: --pod-network takes at most 100 nodes" >&2; exit 2; }
+    fi
     local quota_us="" cgroup_version="" cgroup=""
     if [[ -n $cpu_quota ]]; then
         [[ $cpu_quota =~ ^[0-9]*\.?[0-9]+$ ]] && quota_us=$(awk -v c="$cpu_quota" -v p="$CPU_PERIOD_US" 'BEGIN {printf "%d", c * p}')
@@ -165,8 +176,8 @@ up() {
         ip -n "$ns" addr add "198.18.$subnet.$i/24" dev eth0
         [[ $ipv6 -eq 0 ]] || ip -n "$ns" addr add "2001:db8:$subnet::$i/64" dev eth0 nodad
         ip -n "$ns" link set eth0 up
-        shape eth0 "$rate" "$ns"
-        shape "$host_if" "$rate"
+        shape eth0 "${rate}mbit" "$ns"
+        shape "$host_if" "${rate}mbit"
         # In the node's cgroup before its namespace: `ip netns exec` mounts a /sys of its own.
         local enter=() client_command="ip, netns, exec, $ns"
         if [[ -n $cgroup ]]; then
@@ -190,6 +201,29 @@ up() {
 EOF
         # The job tells a CPU-bound test from a slow path by the CPU the node has.
         if [[ -n $cpu_quota ]]; then echo "    cpu: $cpu_quota" >>"$state/inventory.yaml"; fi
+        if [[ -n $pod_fraction ]]; then
+            local pod_ns=$name-p$i pod_if=${name}p$i pod_rate
+            pod_rate=$(awk -v r="$rate" -v f="$pod_fraction" 'BEGIN {printf "%dkbit", r * f * 1000}')
+            ip netns add "$pod_ns"
+            ip link add "$pod_if" type veth peer name eth0 netns "$pod_ns"
+            ip link set "$pod_if" master "$bridge" up
+            ip -n "$pod_ns" link set lo up
+            ip -n "$pod_ns" addr add "198.18.$subnet.$((100 + i))/24" dev eth0
+            [[ $ipv6 -eq 0 ]] || ip -n "$pod_ns" addr add "2001:db8:$subnet::1:$i/64" dev eth0 nodad
+            ip -n "$pod_ns" link set eth0 up
+            shape eth0 "$pod_rate" "$pod_ns"
+            shape "$pod_if" "$pod_rate"
+            "${enter[@]}" ip netns exec "$pod_ns" iperf3 --server --port "$PORT" --daemon \
+                --pidfile "$state/p$i.pid" --logfile "$state/p$i.log" "${server_auth[@]}"
+            cat >>"$state/inventory.yaml" <<EOF
+  - name: n$i
+    network: pod
+    $(if [[ $ipv6 -eq 0 ]]; then echo "address: 198.18.$subnet.$((100 + i))"; else echo "addresses: [198.18.$subnet.$((100 + i)), '2001:db8:$subnet::1:$i']"; fi)
+    port: $PORT
+    client_command: [${client_command%"$ns"}$pod_ns]
+EOF
+            if [[ -n $cpu_quota ]]; then echo "    cpu: $cpu_quota" >>"$state/inventory.yaml"; fi
+        fi
     done
     for loss in "${losses[@]}"; do
         local node=${loss%%:*} probability=${loss#*:}
@@ -199,9 +233,9 @@ EOF
             -m statistic --mode random --probability "$probability" -j DROP
     done
     # The servers are up when they listen.
-    for ((i = 1; i <= n; i++)); do
+    for ns in $(ip netns list | awk '{print $1}' | grep -E "^$name-[np][0-9]+$"); do
         for _ in $(seq 50); do
-            ip netns exec "$name-n$i" ss -Hltn "sport = :$PORT" | grep -q . && break
+            ip netns exec "$ns" ss -Hltn "sport = :$PORT" | grep -q . && break
             sleep 0.1
         done
     done
@@ -217,7 +251,7 @@ down() {
             kill "$(cat "$pidfile")" 2>/dev/null || true
         done
     fi
-    for ns in $(ip netns list | awk '{print $1}' | grep -E "^$name-n[0-9]+$" || true); do
+    for ns in $(ip netns list | awk '{print $1}' | grep -E "^$name-[np][0-9]+$" || true); do
         # Anything still running inside (a client) goes with its namespace.
         ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
         ip netns del "$ns"
@@ -225,7 +259,7 @@ down() {
     # A namespace lives on while sockets of its dead processes wait out their timeouts (a downed
     # link leaves TCP retransmitting), and with it the host end of its veth: delete those too, so
     # that the lab can be made again at once.
-    for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^${name}v[0-9]+$" || true); do
+    for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^${name}[vp][0-9]+$" || true); do
         ip link del "$link" 2>/dev/null || true
     done
     ip link del "${name}br" 2>/dev/null || true
