@@ -10,6 +10,8 @@
 #   --time UNIX   evaluate at this time instead of now (results stay on the dashboards for the
 #                 result window, 15 minutes by default, after their test)
 #   --dashboard   check only this dashboard (repeatable) [default: dashboards/*.json]
+#   --cni-cost PROTOCOL=RATIO  the CNI-cost matrix (pod ÷ host network) must read RATIO for every
+#                 pair of PROTOCOL, within --cni-cost-tolerance (relative, default 0.1); repeatable
 #
 # Variables are resolved like Grafana does: a variable's own label_values() query is sent to
 # PROM_URL, single-value variables take the first value, All takes the allValue, panels repeated

@@ -34,6 +34,26 @@ fn assert_timestamps_within(prom: &Prometheus, metric: &str, start_ms: f64, end_
     }
 }
 
+/// No node of `nodes` is the source of two of the report's tests at once (50 ms for the clocks'
+/// grain), whatever their families or networks.
+fn assert_no_node_sends_two_tests_at_once(report: &Value, nodes: &[String]) {
+    let measurements = report["measurements"].as_array().unwrap();
+    for node in nodes {
+        let mut spans: Vec<(f64, f64)> = measurements
+            .iter()
+            .filter(|m| m["source"] == node.as_str())
+            .map(|m| {
+                let end = m["finished_at_unix_seconds"].as_f64().unwrap();
+                (end - m["duration_seconds"].as_f64().unwrap(), end)
+            })
+            .collect();
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in spans.windows(2) {
+            assert!(pair[1].0 >= pair[0].1 - 0.05, "{node} sends two tests at once: {spans:?}");
+        }
+    }
+}
+
 fn report(output: &std::process::Output) -> Value {
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {}", String::from_utf8_lossy(&output.stdout)))
@@ -145,28 +165,50 @@ fn a_dual_stack_mesh_is_measured_in_each_family_in_rounds_of_its_own() {
     let log = std::fs::read_to_string(lab.state_dir().join("n1.log")).unwrap();
     assert!(log.contains("Accepted connection from 2001:db8:28::"), "{log}");
     assert!(log.contains("Accepted connection from 198.18.28."), "{log}");
-    // No node sends two tests at once, whatever their families (50 ms for the clocks' grain).
-    let measurements = report["measurements"].as_array().unwrap();
-    assert_eq!(measurements.len(), 24);
-    for node in names(4) {
-        let mut spans: Vec<(f64, f64)> = measurements
-            .iter()
-            .filter(|m| m["source"] == node.as_str())
-            .map(|m| {
-                let end = m["finished_at_unix_seconds"].as_f64().unwrap();
-                (end - m["duration_seconds"].as_f64().unwrap(), end)
-            })
-            .collect();
-        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for pair in spans.windows(2) {
-            assert!(pair[1].0 >= pair[0].1 - 0.05, "{node} sends two tests at once: {spans:?}");
-        }
-    }
+    // No node sends two tests at once, whatever their families.
+    assert_eq!(report["measurements"].as_array().unwrap().len(), 24);
+    assert_no_node_sends_two_tests_at_once(&report, &names(4));
     let meshes = prom.query("iperf3_monitor_mesh_pairs");
     assert_eq!(meshes.len(), 2, "one mesh per family: {meshes:?}");
     assert!(meshes.iter().all(|m| common::value_of(m) == 12.0), "{meshes:?}");
     let unshared = prom.query("iperf3_monitor_run_pairs_without_ip_family");
     assert_eq!(unshared.iter().map(common::value_of).collect::<Vec<_>>(), [0.0]);
+}
+
+#[test]
+fn the_host_and_the_pod_network_are_each_a_mesh_and_the_cni_cost_panel_shows_their_ratio() {
+    let _lock = lab_lock();
+    // Each node's "pod network" server is shaped to half the node's rate: a CNI costing 50 %.
+    let lab = Lab::up("e2epn", 29, &[40, 60, 80, 100], &["--pod-network", "0.5"]);
+    let prom = Prometheus::start();
+    let inventory = lab.inventory.to_str().unwrap();
+    let output =
+        run_monitor(&[], &prom.run_args("3", &["--inventory", inventory, "--protocols", "tcp", "--output", "json"]));
+    assert_eq!(output.status.code(), Some(0));
+    let report = report(&output);
+    assert_eq!(report["networks"], serde_json::json!(["host", "pod"]));
+    assert_eq!(report["nodes"], serde_json::json!(names(4)), "a node with two servers is one node");
+    // Each network its own N-1 duplex rounds: 2(N-1) in all.
+    assert_eq!((report["plan"]["cycle_rounds"].as_u64(), report["rounds_run"].as_u64()), (Some(6), Some(6)));
+    let expected = all_pairs(&names(4), &names(4));
+    eprintln!("host network:");
+    assert_tcp_rates(&prom, &lab, ",network=\"host\"", &expected);
+    eprintln!("pod network:");
+    prom.assert_tcp_rates("protocol=\"tcp\",network=\"pod\"", &expected, |src, dst| 0.5 * lab.path_rate_bits(src, dst));
+    // The pod-network tests ran between the pod-network servers: n1's heard from 198.18.29.10x.
+    let log = std::fs::read_to_string(lab.state_dir().join("p1.log")).unwrap();
+    assert!(log.contains("Accepted connection from 198.18.29.10"), "{log}");
+    // A node's two servers never send at once: the two networks share the node.
+    assert_eq!(report["measurements"].as_array().unwrap().len(), 24);
+    assert_no_node_sends_two_tests_at_once(&report, &names(4));
+    let meshes: BTreeMap<String, f64> = prom
+        .query("iperf3_monitor_mesh_pairs")
+        .iter()
+        .map(|m| (m["metric"]["network"].as_str().unwrap().to_string(), common::value_of(m)))
+        .collect();
+    assert_eq!(meshes, BTreeMap::from([("host".to_string(), 12.0), ("pod".to_string(), 12.0)]));
+    // The dashboards answer, and the CNI-cost matrix reads 0.5 for every pair.
+    prom.assert_dashboards_answer_with(4, "tcp", "the host/pod lab", &["--cni-cost", "tcp=0.5"]);
 }
 
 #[test]

@@ -264,8 +264,14 @@ impl Prometheus {
     /// `nodes` × (`nodes` - 1) cells (scripts/check-dashboard-queries.sh); `path` names where the
     /// data came from.
     pub fn assert_dashboards_answer(&self, nodes: usize, protocols: &str, path: &str) {
+        self.assert_dashboards_answer_with(nodes, protocols, path, &[]);
+    }
+
+    /// [`Prometheus::assert_dashboards_answer`] with more of the check's options (`--cni-cost`).
+    pub fn assert_dashboards_answer_with(&self, nodes: usize, protocols: &str, path: &str, options: &[&str]) {
         let dashboards = Command::new(repo().join("scripts/check-dashboard-queries.sh"))
             .args([self.url.as_str(), "--nodes", &nodes.to_string(), "--protocols", protocols])
+            .args(options)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&dashboards.stdout);
