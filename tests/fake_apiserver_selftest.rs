@@ -57,6 +57,14 @@ fn names(pods: &[Pod]) -> Vec<String> {
 }
 
 /// Pods n1..n7 in `monitoring` (n3 and n6 without the server labels) and two in `other`.
+/// The pods API of namespace NS through a real client of `server`; the directory holds its
+/// kubeconfig (keep it while the client is in use).
+async fn pods_api(server: &FakeApiServer) -> (tempfile::TempDir, Api<Pod>) {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::namespaced(client(server, dir.path()).await, NS);
+    (dir, api)
+}
+
 fn paging_cluster() -> FakeCluster {
     let mut pods = Vec::new();
     for i in 1..=7 {
@@ -157,8 +165,7 @@ async fn a_filtered_list_can_end_on_an_empty_page() {
         let mut cluster = paging_cluster();
         cluster.pods.retain(|p| p.namespace == NS && p.name != "server-7");
         let server = FakeApiServer::start(cluster);
-        let dir = tempfile::tempdir().unwrap();
-        let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
+        let (_dir, api) = pods_api(&server).await;
         let (pages, _) = list_pages(&api, SERVER_SELECTOR, 2).await;
         assert_eq!(pages, [vec!["server-1", "server-2"], vec!["server-4", "server-5"], vec![]]);
     })
@@ -175,8 +182,7 @@ async fn label_and_field_selectors_follow_kubernetes_semantics() {
             FakePod::running(NS, "d", "node-3", "198.18.69.4").phase("Pending").ready(false),
         ];
         let server = FakeApiServer::start(FakeCluster { pods, ..FakeCluster::default() });
-        let dir = tempfile::tempdir().unwrap();
-        let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
+        let (_dir, api) = pods_api(&server).await;
         let select = |labels: &'static str, fields: &'static str| {
             let api = api.clone();
             async move { names(&api.list(&ListParams::default().labels(labels).fields(fields)).await.unwrap().items) }
@@ -355,8 +361,7 @@ async fn errors_are_status_objects_like_the_real_server() {
 async fn expired_continue_tokens_answer_410_expired() {
     within(async {
         let server = FakeApiServer::start(paging_cluster());
-        let dir = tempfile::tempdir().unwrap();
-        let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
+        let (_dir, api) = pods_api(&server).await;
         let first = api.list(&ListParams::default().limit(2)).await.unwrap();
         let token = first.metadata.continue_.unwrap();
         server.expire_continue_tokens();
@@ -389,8 +394,7 @@ async fn expired_continue_tokens_answer_410_expired() {
 async fn scripted_failures_and_delays() {
     within(async {
         let server = FakeApiServer::start(paging_cluster());
-        let dir = tempfile::tempdir().unwrap();
-        let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
+        let (_dir, api) = pods_api(&server).await;
 
         server.fail_requests("/api/v1/namespaces/monitoring/pods", 500, 1);
         let failed = api_error(api.list(&ListParams::default()).await.unwrap_err());
@@ -459,8 +463,7 @@ async fn nodes_list_with_labels_and_pages() {
 async fn pods_turn_unready_and_go_away() {
     within(async {
         let server = FakeApiServer::start(paging_cluster());
-        let dir = tempfile::tempdir().unwrap();
-        let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
+        let (_dir, api) = pods_api(&server).await;
         let before = api.get("server-2").await.unwrap();
         server.set_pod_ready(NS, "server-2", false);
         let after = api.get("server-2").await.unwrap();
@@ -524,8 +527,7 @@ async fn exec_speaks_the_channel_protocol_kube_rs_expects() {
             two,
         ];
         let server = FakeApiServer::start(FakeCluster { pods, ..FakeCluster::default() });
-        let dir = tempfile::tempdir().unwrap();
-        let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
+        let (_dir, api) = pods_api(&server).await;
 
         let (out, err, status) = exec(&api, "host", &["sh", "-c", "echo out; echo err >&2; exit 3"]).await;
         assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
@@ -658,8 +660,7 @@ async fn deleting_a_pod_kills_its_commands() {
             pods: vec![FakePod::running(NS, "host", "node-1", "198.18.69.1")],
             ..FakeCluster::default()
         });
-        let dir = tempfile::tempdir().unwrap();
-        let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
+        let (_dir, api) = pods_api(&server).await;
         let session = tokio::spawn({
             let api = api.clone();
             async move { exec(&api, "host", &["sleep", "60"]).await }
@@ -701,8 +702,7 @@ fn exec_runs_commands_in_the_pods_lab_namespace() {
     let lab = common::Lab::up("fk1", 60, &[50, 50], &[]);
     block_on(async {
         let server = FakeApiServer::start(lab_cluster(&lab));
-        let dir = tempfile::tempdir().unwrap();
-        let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
+        let (_dir, api) = pods_api(&server).await;
 
         for i in 1..=2 {
             let (out, _, status) =
@@ -727,8 +727,7 @@ fn closing_an_exec_early_kills_the_remote_process() {
     let lab = common::Lab::up("fk2", 61, &[50], &[]);
     block_on(async {
         let server = FakeApiServer::start(lab_cluster(&lab));
-        let dir = tempfile::tempdir().unwrap();
-        let api: Api<Pod> = Api::namespaced(client(&server, dir.path()).await, NS);
+        let (_dir, api) = pods_api(&server).await;
         let params = AttachParams::default().stdout(true).stderr(true);
         let attached = api.exec("iperf3-monitor-server-n1", ["sleep", "120"], &params).await.unwrap();
         wait_for(|| server.execs().first().and_then(|e| e.pid).is_some()).await;
