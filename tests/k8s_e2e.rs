@@ -12,7 +12,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{Lab, Prometheus, lab_lock};
-use fake_apiserver::{FakeApiServer, FakeCluster, FakeNode, FakePod};
+use fake_apiserver::{BOTH_NETWORKS_SELECTOR, FakeApiServer, FakeCluster, FakeNode, FakePod};
 use serde_json::Value;
 
 const NS: &str = "monitoring";
@@ -178,6 +178,73 @@ fn dual_stack_pods_are_measured_in_both_families_through_pods_exec() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let plan = String::from_utf8_lossy(&output.stdout);
     assert!(plan.contains("IP families ipv6\n") && plan.contains("rounds per protocol: 2 "), "{plan}");
+}
+
+/// The chart with server.podNetwork.enabled: a host-network and a pod-network server pod on each
+/// node, selected together by the chart's set-based selector; the pod path is shaped to half the
+/// node's rate (lab.sh --pod-network 0.5), as a CNI of known cost.
+#[test]
+fn host_and_pod_network_pods_are_two_meshes_through_pods_exec() {
+    const FRACTION: f64 = 0.5;
+    let _lock = lab_lock();
+    let lab = Lab::up("k8pod", 37, &[40, 60, 80], &["--pod-network", &FRACTION.to_string()]);
+    let cluster = FakeCluster::lab(&lab.name, lab.subnet, lab.node_count(), NS).with_pod_network(&lab.name, lab.subnet);
+    let server = FakeApiServer::start(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.kubeconfig(dir.path(), NS);
+    let prom = Prometheus::start();
+    let selector = ["--selector", BOTH_NETWORKS_SELECTOR];
+    let args = ["--protocols", "tcp", "--duration", "3", "--remote-write-url", &prom.remote_write_url()];
+    let started = Instant::now();
+    let output = run_k8s(&[], &kubeconfig, &[&selector[..], &args, &["--output", "json"]].concat(), &[]);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let measured = measurements(&output);
+    assert_eq!(measured.len(), 12, "6 pairs on each of two networks");
+    assert!(measured.iter().all(|m| failure_reason(m).is_none()), "{measured:?}");
+    eprintln!("host and pod network, 3 nodes, 3 s tests: {seconds:.1} s");
+
+    // Every pair on each network, at its shaped rate; the pod path at FRACTION of the host's.
+    let host = prom.by_pair("iperf3_received_bytes_per_second{network=\"host\"}");
+    let pod = prom.by_pair("iperf3_received_bytes_per_second{network=\"pod\"}");
+    assert_eq!(host.len(), 6, "{host:?}");
+    assert_eq!(pod.len(), 6, "{pod:?}");
+    for ((src, dst), pod_bytes) in &pod {
+        let host_bytes = host[&(src.clone(), dst.clone())];
+        let (rate, ratio) = (lab.path_rate_bits(src, dst), pod_bytes / host_bytes);
+        eprintln!(
+            "tcp {src}→{dst} through exec: host {:.2}, pod {:.2} Mbit/s (shaped {:.0} and {:.0}), pod/host {ratio:.3}",
+            host_bytes * 8.0 / 1e6,
+            pod_bytes * 8.0 / 1e6,
+            rate / 1e6,
+            rate * FRACTION / 1e6
+        );
+        assert!((host_bytes * 8.0 / rate - 1.0).abs() <= 0.10, "host {src}→{dst}: {host_bytes} B/s against {rate}");
+        assert!((ratio / FRACTION - 1.0).abs() <= 0.10, "{src}→{dst}: pod/host {ratio}, shaped {FRACTION}");
+    }
+
+    // A pod-network test runs in its source's pod-network pod towards a pod-network address.
+    let execs = server.execs();
+    assert_eq!(execs.len(), 12);
+    for exec in &execs {
+        let client = exec.command.iter().position(|a| a == "--client").unwrap();
+        let last_octet: u16 = exec.command[client + 1].strip_prefix("198.18.37.").unwrap().parse().unwrap();
+        let to_pod_network = last_octet > 100;
+        let node = exec.pod.rsplit('-').next().unwrap();
+        let expected = if to_pod_network { "iperf3-monitor-server-pod-" } else { "iperf3-monitor-server-" };
+        assert_eq!(exec.pod, format!("{expected}{node}"), "{:?}", exec.command);
+    }
+    assert_eq!(execs.iter().filter(|e| e.pod.contains("-pod-")).count(), 6);
+    let pages: Vec<_> = server.requests().into_iter().filter(|r| r.path.ends_with("/pods")).collect();
+    assert!(pages.iter().all(|r| r.param("labelSelector") == Some(BOTH_NETWORKS_SELECTOR)), "{pages:?}");
+
+    // --networks pod: the pod mesh alone, the rounds of a single-network run.
+    let dry_run = ["--protocols", "tcp", "--dry-run", "--networks", "pod"];
+    let output = run_k8s(&[], &kubeconfig, &[&selector[..], &dry_run].concat(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(plan.contains("mesh of 3 nodes") && plan.contains("rounds per protocol: 2 "), "{plan}");
+    assert!(plan.contains("round 2 (tcp)") && !plan.contains("round 3"), "{plan}");
 }
 
 #[test]

@@ -105,7 +105,7 @@ fn matches(collection: &Collection, objects: &Objects, key: &str, query: &ListQu
                     "spec.restartPolicy" => "Always".into(),
                     "spec.schedulerName" => "default-scheduler".into(),
                     "spec.serviceAccountName" => "default".into(),
-                    "spec.hostNetwork" => "true".into(),
+                    "spec.hostNetwork" => pod.host_network.to_string(),
                     "status.phase" => pod.phase.clone(),
                     "status.podIP" => pod.pod_ip.clone().unwrap_or_default(),
                     _ => String::new(),

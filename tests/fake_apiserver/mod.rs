@@ -19,8 +19,10 @@
 //! # API
 //! - [`FakeCluster`] `{ pods, nodes, token, service_account }` (Default: no objects, token
 //!   `fake-token`, service account `monitoring/iperf3-monitor`); `FakeCluster::lab(lab, subnet,
-//!   node_count, namespace)` builds the chart's server pods for a lab.
-//! - [`FakePod`] (`FakePod::running(ns, name, node, ip)` plus `.in_netns()`, `.with_path()`, `.ready()`,
+//!   node_count, namespace)` builds the chart's server pods for a lab, `.with_pod_network(lab,
+//!   subnet)` adds the pod-network DaemonSet's (select both with [`BOTH_NETWORKS_SELECTOR`]).
+//! - [`FakePod`] (`FakePod::running(ns, name, node, ip)` plus `.on_pod_network(host_ip)`,
+//!   `.in_netns()`, `.with_path()`, `.ready()`,
 //!   `.phase()`, `.label()`, `.created_at()`), [`FakeNode`] (`FakeNode::new(name).label(k, v)`).
 //! - [`FakeApiServer`]: `start(cluster)`, `url`, `ca_pem`, `kubeconfig(dir, namespace)`,
 //!   `kubeconfig_with_token(dir, namespace, token)`, `requests()` ([`RecordedRequest`]),
@@ -115,20 +117,57 @@ impl FakeCluster {
         let nodes = (1..=node_count).map(|i| FakeNode::new(&format!("n{i}"))).collect();
         FakeCluster { pods, nodes, ..FakeCluster::default() }
     }
+
+    /// Adds the chart's second DaemonSet (server.podNetwork.enabled) for a lab made with
+    /// `lab.sh up <lab> --subnet <subnet> --pod-network FRACTION`: on each node `n<i>` of the
+    /// host-network pods, pod `iperf3-monitor-server-pod-n<i>` (component `server-pod`, not
+    /// hostNetwork) at 198.18.<subnet>.(100+i), hostIP the node's, exec'ing into `<lab>-p<i>`.
+    pub fn with_pod_network(mut self, lab: &str, subnet: u8) -> FakeCluster {
+        let nodes: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|p| p.host_network)
+            .filter_map(|p| Some((p.node_name.clone()?, p.pod_ip.clone()?)))
+            .collect();
+        for (node, host_ip) in nodes {
+            let i: u8 = node[1..].parse().expect("lab nodes are n<i>");
+            let pod = FakePod::running(
+                &self.pods[0].namespace,
+                &format!("iperf3-monitor-server-pod-{node}"),
+                &node,
+                &format!("198.18.{subnet}.{}", 100 + u16::from(i)),
+            )
+            .on_pod_network(&host_ip)
+            .label("app.kubernetes.io/component", "server-pod")
+            .in_netns(&format!("{lab}-p{i}"));
+            self.pods.push(pod);
+        }
+        self
+    }
 }
 
-/// A pod, served as the chart's iperf3 server pod (hostNetwork, container `iperf3` with the TCP
-/// port named `iperf3`, 5201, and `iperf3-udp`).
+/// The label selector the chart gives the job with server.podNetwork.enabled (both DaemonSets).
+pub const BOTH_NETWORKS_SELECTOR: &str = "app.kubernetes.io/component in (server,server-pod),\
+    app.kubernetes.io/instance=iperf3-monitor,app.kubernetes.io/name=iperf3-monitor";
+
+/// A pod, served as the chart's iperf3 server pod (hostNetwork unless [`FakePod::on_pod_network`],
+/// container `iperf3` with the TCP port named `iperf3`, 5201, and `iperf3-udp`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakePod {
     pub namespace: String,
     pub name: String,
     /// `spec.nodeName`; None is an unscheduled pod.
     pub node_name: Option<String>,
-    /// `status.podIP` (and hostIP: the server pods use the host network).
+    /// `status.podIP` (and hostIP, for a hostNetwork pod).
     pub pod_ip: Option<String>,
-    /// More of `status.podIPs` (and hostIPs) after podIP: a dual-stack pod's other family.
+    /// More of `status.podIPs` (and hostIPs, for a hostNetwork pod) after podIP: a dual-stack
+    /// pod's other family.
     pub more_ips: Vec<String>,
+    /// `spec.hostNetwork`; false: a pod-network pod, with its own podIP.
+    pub host_network: bool,
+    /// `status.hostIPs` of a pod-network pod (its node's addresses); a hostNetwork pod's are
+    /// its podIPs.
+    pub host_ips: Vec<String>,
     /// `status.phase`: Running, Pending, Succeeded, Failed, Unknown.
     pub phase: String,
     /// The Ready and ContainersReady conditions (only ever True while Running).
@@ -167,6 +206,8 @@ impl FakePod {
             node_name: Some(node.into()),
             pod_ip: Some(ip.into()),
             more_ips: Vec::new(),
+            host_network: true,
+            host_ips: Vec::new(),
             phase: "Running".into(),
             ready: true,
             labels: server_labels(),
@@ -180,6 +221,14 @@ impl FakePod {
     /// A dual-stack pod: `ip` follows podIP in `status.podIPs`.
     pub fn also_ip(mut self, ip: &str) -> FakePod {
         self.more_ips.push(ip.into());
+        self
+    }
+
+    /// A pod on the pod network (`spec.hostNetwork: false`): podIP stays its own, hostIP is
+    /// `host_ip`, its node's.
+    pub fn on_pod_network(mut self, host_ip: &str) -> FakePod {
+        self.host_network = false;
+        self.host_ips = vec![host_ip.into()];
         self
     }
 

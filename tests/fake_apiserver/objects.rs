@@ -35,11 +35,16 @@ pub(crate) fn pod_json(stored: &StoredPod, type_meta: bool) -> Value {
             if i == 0 {
                 container["command"] = json!(["iperf3"]);
                 container["args"] = json!(["--server", "--port", IPERF3_PORT.to_string()]);
-                // hostNetwork: API defaulting sets hostPort to containerPort.
                 container["ports"] = json!([
-                    {"name": "iperf3", "hostPort": IPERF3_PORT, "containerPort": IPERF3_PORT, "protocol": "TCP"},
-                    {"name": "iperf3-udp", "hostPort": IPERF3_PORT, "containerPort": IPERF3_PORT, "protocol": "UDP"}
+                    {"name": "iperf3", "containerPort": IPERF3_PORT, "protocol": "TCP"},
+                    {"name": "iperf3-udp", "containerPort": IPERF3_PORT, "protocol": "UDP"}
                 ]);
+                if pod.host_network {
+                    // API defaulting sets hostPort to containerPort.
+                    for port in container["ports"].as_array_mut().unwrap() {
+                        port["hostPort"] = json!(IPERF3_PORT);
+                    }
+                }
                 container["volumeMounts"] = json!([{"name": "tmp", "mountPath": "/tmp"}]);
             }
             container
@@ -50,11 +55,10 @@ pub(crate) fn pod_json(stored: &StoredPod, type_meta: bool) -> Value {
         "containers": containers,
         "restartPolicy": "Always",
         "terminationGracePeriodSeconds": 30,
-        "dnsPolicy": "ClusterFirstWithHostNet",
+        "dnsPolicy": if pod.host_network { "ClusterFirstWithHostNet" } else { "ClusterFirst" },
         "serviceAccountName": "default",
         "serviceAccount": "default",
         "automountServiceAccountToken": false,
-        "hostNetwork": true,
         "securityContext": {},
         "schedulerName": "default-scheduler",
         "tolerations": [
@@ -67,6 +71,9 @@ pub(crate) fn pod_json(stored: &StoredPod, type_meta: bool) -> Value {
     });
     if let Some(node) = &pod.node_name {
         spec["nodeName"] = json!(node);
+    }
+    if pod.host_network {
+        spec["hostNetwork"] = json!(true);
     }
 
     let status = pod_status(stored);
@@ -176,10 +183,14 @@ fn pod_status(stored: &StoredPod) -> Value {
         condition("PodScheduled", true, created),
     ]);
     if let Some(ip) = &pod.pod_ip {
-        // hostNetwork: the pod's address is its node's.
         let ips: Vec<Value> = std::iter::once(ip).chain(&pod.more_ips).map(|ip| json!({"ip": ip})).collect();
-        status["hostIP"] = json!(ip);
-        status["hostIPs"] = json!(ips);
+        // hostNetwork: the pod's addresses are its node's.
+        let host_ips =
+            if pod.host_network { ips.clone() } else { pod.host_ips.iter().map(|ip| json!({"ip": ip})).collect() };
+        if let Some(host_ip) = host_ips.first() {
+            status["hostIP"] = host_ip["ip"].clone();
+            status["hostIPs"] = json!(host_ips);
+        }
         status["podIP"] = json!(ip);
         status["podIPs"] = json!(ips);
     }
@@ -242,12 +253,12 @@ pub(crate) fn node_label_map(stored: &StoredNode) -> std::collections::BTreeMap<
 
 pub(crate) fn node_json(stored: &StoredNode, objects: &Objects, type_meta: bool) -> Value {
     let name = &stored.node.name;
-    // The servers run on the host network, so a node's address is its server pod's.
+    // A node's address is its host-network server pod's, or a pod-network pod's hostIP.
     let internal_ip = objects
         .pods
         .values()
         .filter(|p| p.pod.node_name.as_deref() == Some(name.as_str()))
-        .find_map(|p| p.pod.pod_ip.clone());
+        .find_map(|p| if p.pod.host_network { p.pod.pod_ip.clone() } else { p.pod.host_ips.first().cloned() });
     let mut addresses = Vec::new();
     if let Some(ip) = internal_ip {
         addresses.push(json!({"type": "InternalIP", "address": ip}));
