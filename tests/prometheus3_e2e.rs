@@ -23,7 +23,7 @@ use iperf3_monitor::samples::{self, Sample};
 use iperf3_monitor::sinks::remote_write::{self, v2};
 use iperf3_monitor::sinks::{Delivery, Sinks};
 use serde_json::Value;
-use support::prometheus3::{BOTH_MESSAGES, Prometheus3, V1_ONLY};
+use support::prometheus3::{self, BOTH_MESSAGES, V1_ONLY};
 use support::receiver::Receiver;
 use support::{LocalIperf3, monitor, with};
 
@@ -50,7 +50,7 @@ fn only_delivery(report: &Value) -> Value {
 
 /// Polls `promql` until it has a result (remote-written samples are queryable at once, but
 /// give the head a moment).
-fn query_until_found(prometheus: &Prometheus3, promql: &str) -> Vec<Value> {
+fn query_until_found(prometheus: &common::Prometheus, promql: &str) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let result = prometheus.query(promql);
@@ -63,7 +63,7 @@ fn query_until_found(prometheus: &Prometheus3, promql: &str) -> Vec<Value> {
 
 #[test]
 fn a_run_over_2_0_lands_every_sample_with_its_type_and_unit() {
-    let prometheus = Prometheus3::start(BOTH_MESSAGES);
+    let prometheus = prometheus3::start(BOTH_MESSAGES);
     let server = LocalIperf3::start();
     let args = with(&server.run_args(), &["--remote-write-url", &prometheus.remote_write_url()]);
     let run = monitor(&with(&args, &["--remote-write-message", "v2"]), &[]);
@@ -96,7 +96,7 @@ fn a_run_over_2_0_lands_every_sample_with_its_type_and_unit() {
 
 #[test]
 fn samples_over_2_0_keep_their_exact_values_and_timestamps() {
-    let prometheus = Prometheus3::start(BOTH_MESSAGES);
+    let prometheus = prometheus3::start(BOTH_MESSAGES);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
     // Three series, two samples each, 1.5 s apart, with values no float rounding would keep.
     let samples: Vec<Sample> = (0..3)
@@ -131,7 +131,7 @@ fn samples_over_2_0_keep_their_exact_values_and_timestamps() {
 fn auto_stays_on_2_0_with_prometheus_3_and_falls_back_when_it_accepts_only_1_0() {
     let server = LocalIperf3::start();
     for (messages, expected) in [(BOTH_MESSAGES, "v2"), (V1_ONLY, "v1")] {
-        let prometheus = Prometheus3::start(messages);
+        let prometheus = prometheus3::start(messages);
         let run = monitor(&with(&server.run_args(), &["--remote-write-url", &prometheus.remote_write_url()]), &[]);
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         let delivery = only_delivery(&run.report());
@@ -163,7 +163,7 @@ fn bytes_on_the_wire(samples: &[Sample], message: &str) -> (usize, usize) {
 
 #[test]
 fn figures_bytes_per_sample_and_100000_samples_over_2_0_in_under_2_seconds() {
-    let prometheus = Prometheus3::start(BOTH_MESSAGES);
+    let prometheus = prometheus3::start(BOTH_MESSAGES);
     let count = 100_000;
     let now = SystemTime::now();
     let timed = workload::run_samples(count, "bench-v2", now);

@@ -153,7 +153,7 @@ pub struct Prometheus {
     _child: KillOnDrop,
     pub url: String,
     write_url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
@@ -163,6 +163,20 @@ impl Prometheus {
 
     /// Starts on `host`, with extra `scrape_configs` entries (YAML list items).
     pub fn start_on(host: &str, scrape_configs: &[String]) -> Prometheus {
+        let (binary, what) = (Path::new("prometheus"), "prometheus (Debian package prometheus)");
+        Self::launch(binary, what, host, scrape_configs, &[], Duration::from_secs(30))
+    }
+
+    /// Starts `binary` (`what` names it in errors) on a free port of `host` with the remote-write
+    /// receiver, `scrape_configs` and `extra` flags, and waits up to `ready` for it to be ready.
+    pub fn launch(
+        binary: &Path,
+        what: &str,
+        host: &str,
+        scrape_configs: &[String],
+        extra: &[String],
+        ready: Duration,
+    ) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         let scrapes =
@@ -170,26 +184,25 @@ impl Prometheus {
         std::fs::write(&config, format!("global:\n  scrape_interval: 1s\nscrape_configs:{scrapes}\n")).unwrap();
         let port = free_port(host);
         let address = format!("{host}:{port}");
-        let child = Command::new("prometheus")
+        let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address={address}"))
             .arg("--web.enable-remote-write-receiver")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
             .spawn()
-            .expect("starting prometheus (Debian package prometheus)");
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
         let url = format!("http://{address}");
-        let prometheus =
-            Prometheus { _child: KillOnDrop(child), write_url: format!("{url}/api/v1/write"), url, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if http_get(&format!("{}/-/ready", prometheus.url)).is_ok_and(|(status, _)| status == 200) {
-                return prometheus;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("prometheus did not become ready on {address}");
+        let prometheus = Prometheus { _child: KillOnDrop(child), write_url: format!("{url}/api/v1/write"), url, dir };
+        assert!(ready_within(&prometheus.url, ready), "{what} did not become ready on {address}: {}", prometheus.log());
+        prometheus
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     pub fn remote_write_url(&self) -> String {
@@ -203,11 +216,31 @@ impl Prometheus {
 
     /// An instant query; the result vector.
     pub fn query(&self, promql: &str) -> Vec<Value> {
-        let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.url), &[("query", promql)]).unwrap();
+        self.query_at(promql, None)
+    }
+
+    /// An instant query (at `time`, seconds since the epoch, if given); the result vector.
+    pub fn query_at(&self, promql: &str, time: Option<f64>) -> Vec<Value> {
+        let mut params = vec![("query", promql.to_string())];
+        if let Some(time) = time {
+            params.push(("time", format!("{time:.3}")));
+        }
+        let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.url), &params).unwrap();
         let (status, body) = http_get(url.as_str()).expect("querying prometheus");
-        let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(status, 200, "{promql}: {body}");
+        let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         json["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The value of a counter or gauge of Prometheus's own /metrics (summed over its labels
+    /// that contain every one of `matching`), 0 if absent.
+    pub fn own_metric(&self, name: &str, matching: &[&str]) -> f64 {
+        let (_, text) = http_get(&format!("{}/metrics", self.url)).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| matching.iter().all(|m| l.contains(m)))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
     }
 
     /// An instant query whose results are keyed by (source_node, destination_node).
@@ -304,6 +337,18 @@ pub fn value_of(result: &Value) -> f64 {
 
 pub fn free_port(host: &str) -> u16 {
     TcpListener::bind((host, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// Whether `url`/-/ready (Prometheus, the Pushgateway) answers 200 within `timeout`.
+pub fn ready_within(url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if http_get(&format!("{url}/-/ready")).is_ok_and(|(status, _)| status == 200) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 /// A GET to a local server, returning status and body.

@@ -88,14 +88,12 @@ impl Pushgateway {
             .spawn()
             .expect("starting prometheus-pushgateway (Debian package prometheus-pushgateway)");
         let gateway = Pushgateway { _child: KillOnDrop(child), url: format!("http://{address}"), address };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if super::common::http_get(&format!("{}/-/ready", gateway.url)).is_ok_and(|(status, _)| status == 200) {
-                return gateway;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the Pushgateway did not become ready on {}", gateway.address);
+        assert!(
+            super::common::ready_within(&gateway.url, Duration::from_secs(20)),
+            "the Pushgateway did not become ready on {}",
+            gateway.address
+        );
+        gateway
     }
 
     /// The groups it holds (GET /api/v1/metrics).
