@@ -142,8 +142,10 @@ pub fn summary(report: &RunReport) -> String {
 pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> String {
     let plan: &Plan = &dry.plan;
     let mut out = String::new();
+    // Machines: a node with servers on both networks is one node of each network's mesh.
+    let nodes = dry.nodes.len();
     let (shape, lower_bound) = match schedule.topology() {
-        Topology::Mesh { nodes, pairing } => {
+        Topology::Mesh { pairing, .. } => {
             let name = match pairing {
                 Pairing::Auto => "auto (duplex; exclusive when duplex reads low)",
                 Pairing::Duplex => "duplex",
@@ -158,7 +160,7 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
             };
             (format!("mesh of {nodes} nodes, {name} pairing"), bound)
         }
-        Topology::Star { nodes } => {
+        Topology::Star { .. } => {
             (format!("star from {} to {} nodes", node_names[0], nodes.saturating_sub(1)), nodes.saturating_sub(1))
         }
     };
