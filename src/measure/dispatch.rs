@@ -21,13 +21,16 @@
 //! destination are recorded as `skipped` without being tried. The same holds for a node as a
 //! source (towards two destinations known to receive well). Sending and receiving are judged
 //! apart (a hung server may still send), one bad path condemns nothing (it is one peer), and a
-//! busy server is no evidence (it is retried). The next run starts with a clean slate.
+//! busy server is no evidence (it is retried). Each IP family is judged apart too: a node whose
+//! IPv6 path is dead while its IPv4 one works is skipped over IPv6 only. The next run starts with
+//! a clean slate.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::iperf3::FailureReason;
 use crate::schedule::PlannedTest;
+use crate::targets::IpFamily;
 
 /// Distinct well-behaved peers whose failed tests condemn a node's side.
 pub const EVIDENCE_PEERS: usize = 2;
@@ -55,10 +58,11 @@ pub struct Lease {
     pub exclusive: bool,
 }
 
-/// Why a node's side is taken as down: the failed tests that showed it.
+/// Why a node's side is taken as down in one IP family: the failed tests that showed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condemned {
     pub node: usize,
+    pub family: IpFamily,
     pub side: Side,
     /// The peers whose tests with the node failed, and how.
     pub evidence: Vec<(usize, FailureReason)>,
@@ -111,6 +115,7 @@ pub struct Dispatch<I> {
     in_order: bool,
     /// What a test is expected to take; one running longer is overdue.
     estimate: Duration,
+    /// Each node's record as a source and as a destination, per IP family ([`slot`]).
     sources: Vec<SideState>,
     destinations: Vec<SideState>,
     /// Each node's machine (index into `sending` and `receiving`).
@@ -136,8 +141,8 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
             exclusive,
             in_order: true,
             estimate,
-            sources: (0..nodes).map(|_| SideState::default()).collect(),
-            destinations: (0..nodes).map(|_| SideState::default()).collect(),
+            sources: (0..slot(nodes, IpFamily::Ipv4)).map(|_| SideState::default()).collect(),
+            destinations: (0..slot(nodes, IpFamily::Ipv4)).map(|_| SideState::default()).collect(),
             machines,
             sending: vec![None; machine_count],
             receiving: vec![None; machine_count],
@@ -195,8 +200,9 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
                     continue;
                 }
                 let (s, d) = (p.test.pair.source, p.test.pair.destination);
+                let family = p.test.family;
                 if let Some(condemned) =
-                    self.condemned(s, Side::Source).or_else(|| self.condemned(d, Side::Destination))
+                    self.condemned(s, family, Side::Source).or_else(|| self.condemned(d, family, Side::Destination))
                 {
                     self.pending.remove(i);
                     return Some(Next::Skip(p.test, condemned));
@@ -240,15 +246,16 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
     /// evidence for or against them.
     pub fn finish(&mut self, test: PlannedTest, lease: Lease, ended: Ended) {
         self.hold(test, lease, None);
-        let (s, d) = (test.pair.source, test.pair.destination);
+        let (s, d) = (slot(test.pair.source, test.family), slot(test.pair.destination, test.family));
+        let (source, destination) = (test.pair.source, test.pair.destination);
         match ended {
             Ended::Success => {
                 self.sources[s].succeeded += 1;
                 self.destinations[d].succeeded += 1;
             }
             Ended::Failure(reason) if is_slow_failure(reason) => {
-                self.sources[s].failed_with.push((d, reason));
-                self.destinations[d].failed_with.push((s, reason));
+                self.sources[s].failed_with.push((destination, reason));
+                self.destinations[d].failed_with.push((source, reason));
             }
             Ended::Failure(_) => {}
         }
@@ -264,11 +271,12 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
         }
     }
 
-    /// Whether `node` is down on `side`, judged now: see the module doc.
-    fn condemned(&mut self, node: usize, side: Side) -> Option<Condemned> {
+    /// Whether `node` is down on `side` in `family`, judged now: see the module doc.
+    fn condemned(&mut self, node: usize, family: IpFamily, side: Side) -> Option<Condemned> {
+        let at = slot(node, family);
         let (this, peers) = match side {
-            Side::Source => (&self.sources[node], &self.destinations),
-            Side::Destination => (&self.destinations[node], &self.sources),
+            Side::Source => (&self.sources[at], &self.destinations),
+            Side::Destination => (&self.destinations[at], &self.sources),
         };
         let first = match this.condemned {
             Some(handed_out) => !handed_out,
@@ -276,8 +284,12 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
                 if this.succeeded > 0 {
                     return None;
                 }
-                let mut witnesses: Vec<usize> =
-                    this.failed_with.iter().map(|&(peer, _)| peer).filter(|&p| peers[p].succeeded > 0).collect();
+                let mut witnesses: Vec<usize> = this
+                    .failed_with
+                    .iter()
+                    .map(|&(peer, _)| peer)
+                    .filter(|&p| peers[slot(p, family)].succeeded > 0)
+                    .collect();
                 witnesses.sort_unstable();
                 witnesses.dedup();
                 if witnesses.len() < EVIDENCE_PEERS {
@@ -287,12 +299,17 @@ impl<I: Iterator<Item = PlannedTest>> Dispatch<I> {
             }
         };
         let this = match side {
-            Side::Source => &mut self.sources[node],
-            Side::Destination => &mut self.destinations[node],
+            Side::Source => &mut self.sources[at],
+            Side::Destination => &mut self.destinations[at],
         };
         this.condemned = Some(true);
-        Some(Condemned { node, side, evidence: this.failed_with.clone(), first })
+        Some(Condemned { node, family, side, evidence: this.failed_with.clone(), first })
     }
+}
+
+/// Where node `node`'s record in `family` is kept: the families of a node side by side.
+fn slot(node: usize, family: IpFamily) -> usize {
+    node * IpFamily::ALL.len() + family as usize
 }
 
 /// Failures that cost a timeout and say something about a node rather than a moment: the
@@ -389,6 +406,32 @@ mod tests {
             let rounds = if n % 2 == 0 { 2 * (n - 1) } else { 2 * n } as u64;
             assert_eq!(wall, 2 * rounds * 3, "n={n}: exclusive");
         }
+    }
+
+    #[test]
+    fn a_node_dead_over_ipv6_alone_is_skipped_over_ipv6_and_measured_over_ipv4() {
+        use crate::schedule::Mesh;
+        use crate::targets::{IpFamily, Network};
+        // 8 dual-stack nodes, IPv4 rounds first; node 5's server hangs every IPv6 test.
+        let sick = 5;
+        let meshes = IpFamily::ALL.map(|family| Mesh { network: Network::Host, family, members: (0..8).collect() });
+        let schedule = Schedule::of_meshes(
+            Topology::Mesh { nodes: 8, pairing: Pairing::Duplex },
+            vec![Protocol::Tcp],
+            meshes.to_vec(),
+        );
+        let plan = Plan::new(&schedule, None, Duration::from_secs(1), 1000, 0).unwrap();
+        let dead = |t: &PlannedTest| t.family == IpFamily::Ipv6 && t.pair.destination == sick;
+        let cost = |t: &PlannedTest| if dead(t) { 7 } else { 3 };
+        let end = |t: &PlannedTest| if dead(t) { Ended::Failure(FailureReason::Timeout) } else { Ended::Success };
+        let (_, started, skipped) =
+            simulate_on(plan.planned(&schedule).collect(), (0..8).collect(), Pairing::Duplex, 1000, cost, end);
+        // Its IPv4 tests all succeeded; that does not clear its IPv6 side.
+        assert_eq!(started.iter().filter(|t| t.family == IpFamily::Ipv4 && t.pair.destination == sick).count(), 7);
+        let tried = started.iter().filter(|t| dead(t)).count();
+        assert!(tried <= EVIDENCE_PEERS + 1, "{tried} IPv6 tests towards the dead node tried");
+        assert_eq!(skipped.len(), 7 - tried);
+        assert!(skipped.iter().all(|(t, why)| dead(t) && why.family == IpFamily::Ipv6 && why.node == sick));
     }
 
     #[test]

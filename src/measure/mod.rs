@@ -374,6 +374,8 @@ impl<R: ClientRunner> Measure<'_, R> {
         };
         tracing::warn!(
             node = %self.nodes[condemned.node].name,
+            network = %self.nodes[condemned.node].network,
+            ip_family = %condemned.family,
             "node failed {side} {} failed and none succeeded; its other tests {} are skipped in this run \
              (reason 'skipped'); the next run tries again",
             evidence.join(", "),
