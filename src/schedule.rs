@@ -437,7 +437,24 @@ impl Plan {
                 fit
             }
         };
-        let fit = waves_fit.saturating_mul(lanes).min(cycle_tests);
+        // A mesh narrower than the lanes (an IP family or network few nodes have) runs fewer tests
+        // at once: each of its rounds holds all its nodes, a wave a round. When there is one, the
+        // budget is shared out by the cycle's waves.
+        let cycle_waves: usize =
+            schedule.segments.iter().map(|s| s.tests().div_ceil(lanes.min(s.tests_per_round()).max(1))).sum();
+        let uniform = schedule.segments.iter().all(|s| s.tests_per_round() >= lanes);
+        let fit = if uniform {
+            waves_fit.saturating_mul(lanes).min(cycle_tests)
+        } else if waves_fit >= cycle_waves {
+            cycle_tests
+        } else {
+            ((waves_fit as u128 * cycle_tests as u128) / cycle_waves as u128) as usize
+        };
+        let waves = if uniform || fit == 0 {
+            fit.div_ceil(lanes)
+        } else {
+            (fit as u128 * cycle_waves as u128).div_ceil(cycle_tests as u128) as usize
+        };
         let stride = if fit < cycle_tests && fit > lanes { fit - lanes } else { fit };
         let (first_test, cycle_runs) = if fit == cycle_tests {
             (0, 1)
@@ -462,7 +479,7 @@ impl Plan {
             cycle_rounds: schedule.total_rounds(),
             cycle_runs,
             lanes,
-            waves: fit.div_ceil(lanes),
+            waves,
             test_estimate,
         })
     }
@@ -760,6 +777,28 @@ mod tests {
         }
         let rounds_of = |n: Network| planned.iter().filter(|t| t.network == n).map(|t| t.round).collect::<HashSet<_>>();
         assert_eq!((rounds_of(Network::Host), rounds_of(Network::Pod)), ([0, 1, 2].into(), [3, 4].into()));
+    }
+
+    #[test]
+    fn a_family_few_nodes_have_is_planned_by_its_waves() {
+        // IPv4 over 8 nodes: 7 rounds of 8 tests, 7 waves at 8 lanes; IPv6 over 3: 2 rounds of
+        // 3, a wave each. 62 tests in 9 waves, not ⌈62 / 8⌉ = 8.
+        let families = vec![(IpFamily::Ipv4, (0..8).collect()), (IpFamily::Ipv6, vec![0, 3, 5])];
+        let schedule = Schedule::of_meshes(mesh(8), vec![Protocol::Tcp], on_host(&families));
+        let test = Duration::from_secs(5);
+        let budget = |waves: u32| Some((test + TEST_ALLOWANCE) * waves + Duration::from_millis(10));
+        let whole = Plan::new(&schedule, budget(9), test, 8, 0).unwrap();
+        assert_eq!((whole.tests, whole.cycle_runs, whole.waves), (62, 1, 9));
+        let short = Plan::new(&schedule, budget(8), test, 8, 0).unwrap();
+        assert!(short.tests < 62 && short.cycle_runs == 2, "{short:?}");
+        assert!(short.estimate() <= budget(8).unwrap(), "{short:?}");
+        // Every test is still measured over consecutive runs.
+        let mut seen = HashSet::new();
+        for run in 0..short.cycle_runs as u64 {
+            let plan = Plan::new(&schedule, budget(8), test, 8, run).unwrap();
+            seen.extend(plan.planned(&schedule).map(|t| (t.family, t.pair)));
+        }
+        assert_eq!(seen.len(), 62);
     }
 
     #[test]
