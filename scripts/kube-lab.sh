@@ -3,7 +3,7 @@
 # plane (scripts/k8s/control-plane.sh), whose pods run for real as the nodes' processes.
 #
 #   scripts/kube-lab.sh up NAME --nodes N [--rates R1,R2,...] [--subnet S] [--bin CMD=PATH]...
-#                       [--lab-servers] [--ipv6] [--apiserver-arg ARG]...
+#                       [--lab-servers] [--ipv6] [--pod-network FRACTION] [--apiserver-arg ARG]...
 #   scripts/kube-lab.sh down NAME
 #
 # `up` makes lab NAME (node i: namespace NAME-n<i> at 198.18.S.i, shaped to R<i> Mbit/s; 100
@@ -15,8 +15,12 @@
 # ServiceAccount token (TokenRequest, bound to the pod) at
 # /var/run/secrets/kubernetes.io/serviceaccount, its Secrets and ConfigMaps, and its exit
 # reported as the pod's status. --ipv6 makes the nodes dual-stack (lab.sh --ipv6: node i also
-# has 2001:db8:S::i), and the pods' status.podIPs (hostIPs) list both addresses, IPv4 first. The lab's own iperf3 servers are stopped (the chart's server
-# pods take their place) unless --lab-servers. Prints `host-address: 198.18.S.254` (where
+# has 2001:db8:S::i), and the pods' status.podIPs (hostIPs) list both addresses, IPv4 first.
+# --pod-network gives each node a pod network (lab.sh --pod-network: namespace NAME-p<i> at
+# 198.18.S.(100+i), shaped to FRACTION of the node's rate): the node's pods that are not
+# hostNetwork run there, with that podIP, and so do the commands exec'd into them; without it
+# they share the node's namespace and address. The lab's own iperf3 servers are stopped (the
+# chart's server pods take their place) unless --lab-servers. Prints `host-address: 198.18.S.254` (where
 # tests start what the pods push to) and, on its last line, the admin kubeconfig's path.
 # `down` stops every process and removes the namespaces and the state, also after a failed up.
 # Root only; traffic stays on 198.18.0.0/15 and loopback. Pod logs: STATE/logs/NS_POD.log,
@@ -54,7 +58,7 @@ up_failed() {
 up() {
     local name=$1
     shift
-    local nodes="" rates="" subnet=90 bins=() lab_servers=0 apiserver_args=() ipv6=()
+    local nodes="" rates="" subnet=90 bins=() lab_servers=0 apiserver_args=() ipv6=() pod_network=()
     while [[ $# -gt 0 ]]; do
         case $1 in
             --nodes) nodes=$2; shift 2 ;;
@@ -63,6 +67,7 @@ up() {
             --bin) bins+=(--bin "$2"); shift 2 ;;
             --lab-servers) lab_servers=1; shift ;;
             --ipv6) ipv6=(--ipv6); shift ;;
+            --pod-network) pod_network=(--pod-network "$2"); shift 2 ;;
             --apiserver-arg) apiserver_args+=(--apiserver-arg "$2"); shift 2 ;;
             *) usage ;;
         esac
@@ -94,10 +99,11 @@ up() {
     echo "$subnet" >"$state/subnet"
     echo "$nodes" >"$state/nodes"
 
-    "$repo/tests/lab/lab.sh" up "$name" --rates "$rates" --subnet "$subnet" "${ipv6[@]}" >/dev/null
+    "$repo/tests/lab/lab.sh" up "$name" --rates "$rates" --subnet "$subnet" "${ipv6[@]}" "${pod_network[@]}" \
+        >/dev/null
     if [[ $lab_servers -eq 0 ]]; then
         local pidfile pid
-        for pidfile in "$LAB_STATE_ROOT/$name"/n*.pid; do
+        for pidfile in "$LAB_STATE_ROOT/$name"/[np]*.pid; do
             pid=$(cat "$pidfile")
             [[ $(cat "/proc/$pid/comm" 2>/dev/null) == iperf3 ]] && kill "$pid"
             rm -f "$pidfile"
@@ -115,8 +121,12 @@ up() {
     local i node_args=()
     for ((i = 1; i <= nodes; i++)); do
         "$repo/scripts/k8s/control-plane.sh" add-node "$name" "n$i" --ip "198.18.$subnet.$i" \
-            --netns "$name-n$i" --config "$repo/scripts/k8s/kwok-local-exec.yaml" >/dev/null
+            --netns "$name-n$i" --config "$repo/scripts/k8s/kwok-local-exec.yaml" \
+            --exec-netns-dir "$state/exec-netns" >/dev/null
         node_args+=(--node "n$i=$name-n$i=198.18.$subnet.$i${ipv6:+,2001:db8:$subnet::$i}")
+        if [[ ${#pod_network[@]} -gt 0 ]]; then
+            node_args+=(--pod-network "n$i=$name-p$i=198.18.$subnet.$((100 + i))${ipv6:+,2001:db8:$subnet::1:$i}")
+        fi
     done
     phase "nodes"
 

@@ -143,6 +143,73 @@ fn chart_measures_every_pair_on_a_real_cluster() {
     }
 }
 
+/// server.podNetwork.enabled: the chart's second DaemonSet, on the pod network (the harness's
+/// per-node pod namespace, shaped to FRACTION of the node's rate: a CNI of known cost), found
+/// by the chart's set-based selector beside the host-network one; one job measures both meshes.
+#[test]
+fn chart_with_pod_network_measures_both_meshes() {
+    const FRACTION: f64 = 0.5;
+    let _lock = lab_lock();
+    let lab = KubeLab::up("rcpod", 162, &[50, 100, 150], &["--pod-network", &FRACTION.to_string()]);
+    let prom = Prometheus::start_on(&lab.host, &[]);
+    let ns = "iperf3-monitor";
+    create_namespace(&lab, ns, "privileged");
+    helm_install(
+        &lab,
+        ns,
+        &[
+            format!("push.remoteWrite.url={}", prom.remote_write_url()),
+            "job.protocols={tcp}".to_string(),
+            "job.duration=3".to_string(),
+            "job.suspend=true".to_string(),
+            "cluster=pods".to_string(),
+            "server.podNetwork.enabled=true".to_string(),
+        ],
+    );
+    let pod_servers = format!("{SERVERS}-pod");
+    lab.wait_for("both server DaemonSets Ready", Duration::from_secs(90), || {
+        lab.daemonset_ready(ns, SERVERS) && lab.daemonset_ready(ns, &pod_servers)
+    });
+    // The pod-network servers have addresses of their own; their hostIP is the node's.
+    let server_pods = |extra: &[&str], jsonpath: &str| {
+        let mut args = vec!["-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=server-pod", "-o", jsonpath];
+        args.extend_from_slice(extra);
+        lab.kubectl_ok(&args)
+    };
+    let addresses =
+        server_pods(&[], "jsonpath={range .items[*]}{.spec.nodeName}={.status.podIP}={.status.hostIP} {end}");
+    let mut seen: Vec<&str> = addresses.split_whitespace().collect();
+    seen.sort_unstable();
+    let expected: Vec<String> = (1..=3).map(|i| format!("n{i}=198.18.162.{}=198.18.162.{i}", 100 + i)).collect();
+    assert_eq!(seen, expected, "pod-network server pods: {addresses}");
+    // pods/exec into a pod-network pod runs in its namespace, as into a container of it.
+    let pod = server_pods(&["--field-selector", "spec.nodeName=n1"], "jsonpath={.items[0].metadata.name}");
+    let inside = lab.kubectl_ok(&["-n", ns, "exec", pod.trim(), "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(inside.contains(" 198.18.162.101/"), "exec into {pod}: {inside}");
+
+    let (ok, code, log, seconds) = lab.run_job(ns, CRONJOB, "both-1", JOB_TIMEOUT);
+    eprintln!("--- job over both networks ({seconds:.1} s) ---\n{log}");
+    assert!(ok && code == 0, "job over both networks: exit {code}");
+    let pairs = all_pairs(&lab.node_names(), &lab.node_names());
+    let selector = |network: &str| format!("protocol=\"tcp\",cluster=\"pods\",network=\"{network}\"");
+    prom.assert_tcp_rates(&selector("host"), &pairs, |src, dst| lab.path_rate_bits(src, dst));
+    prom.assert_tcp_rates(&selector("pod"), &pairs, |src, dst| lab.path_rate_bits(src, dst) * FRACTION);
+    let received = |network: &str| prom.by_pair(&format!("iperf3_received_bytes_per_second{{{}}}", selector(network)));
+    let (host, pod) = (received("host"), received("pod"));
+    assert_eq!((host.len(), pod.len()), (6, 6), "{host:?} {pod:?}");
+    for (pair, pod_bytes) in &pod {
+        let ratio = pod_bytes / host[pair];
+        eprintln!(
+            "{}→{}: host {:.1}, pod {:.1} Mbit/s, pod/host {ratio:.3}",
+            pair.0,
+            pair.1,
+            host[pair] * 8e-6,
+            pod_bytes * 8e-6
+        );
+        assert!((ratio / FRACTION - 1.0).abs() <= 0.10, "{pair:?}: pod/host {ratio}, shaped {FRACTION}");
+    }
+}
+
 /// What the real Pod Security Admission makes of the chart's pods, and the chart's check of
 /// the release namespace; the ClusterRole only with the values that need it.
 #[test]

@@ -100,8 +100,9 @@ phase_done "etcd"
 
 # kwok has no replace directives, but two bugs of its exec that the tests would meet are
 # patched (kwok-exec.patch): a command's exit code came back as an internal error, so the client
-# never saw it, and the end of the client's stdin never reached the command. So it is built
-# from a patched copy of its module.
+# never saw it, and the end of the client's stdin never reached the command. The patch also
+# lets a harness run the commands exec'd into a pod in that pod's own network namespace
+# (KWOK_EXEC_NETNS_DIR). So it is built from a patched copy of its module.
 phase "kwok $KWOK_VERSION"
 kwok_module=$(cd /tmp && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
     sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')

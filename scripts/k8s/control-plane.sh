@@ -5,7 +5,7 @@
 #   scripts/k8s/control-plane.sh up NAME [--address ADDR] [--port PORT]
 #                                [--apiserver-arg ARG]... [--controller-manager-arg ARG]...
 #   scripts/k8s/control-plane.sh add-node NAME NODE --ip IP [--netns NS] [--cidr CIDR]
-#                                [--label KEY=VALUE]... [--config FILE]...
+#                                [--label KEY=VALUE]... [--config FILE]... [--exec-netns-dir DIR]
 #   scripts/k8s/control-plane.sh add-fleet NAME PREFIX --count N [--lease-seconds S] [--ready-timeout S]
 #                                [--label KEY=VALUE]... [--config FILE]...
 #   scripts/k8s/control-plane.sh env NAME
@@ -19,6 +19,9 @@
 # kubelet API on IP:10250. `add-fleet` registers N nodes PREFIX-1..PREFIX-N run by one kwok in
 # this machine's namespace, with no kubelet API (so no exec): for tests of scale. `--config`
 # replaces the default pod stages and ClusterExec with kwok configuration files of one's own.
+# `--exec-netns-dir DIR`: a pod with a network namespace of its own (a pod harness's pod-network
+# pod) has a file DIR/<namespace>_<pod> naming it, and pods/exec runs its commands there
+# (kwok-exec.patch).
 # `env` prints shell exports (KUBECONFIG, and PATH with kubectl). `down` stops everything that
 # `up`, `add-node` and `add-fleet` started, by PID, and removes the state.
 #
@@ -336,11 +339,12 @@ plane_state() {
 add_node() {
     local name=$1 node=$2
     shift 2
-    local ip="" netns="" cidr="" labels=() configs=()
+    local ip="" netns="" cidr="" labels=() configs=() run=()
     while [[ $# -gt 0 ]]; do
         case $1 in
             --ip) ip=$2; shift 2 ;;
             --netns) netns=$2; shift 2 ;;
+            --exec-netns-dir) run=(env "KWOK_EXEC_NETNS_DIR=$2"); shift 2 ;;
             --cidr) cidr=$2; shift 2 ;;
             --label) labels+=("$2"); shift 2 ;;
             --config) configs+=("$2"); shift 2 ;;
@@ -359,7 +363,6 @@ add_node() {
     [[ $cidr == 198.1[89].* ]] || die "--cidr must be in 198.18.0.0/15, not '$cidr'"
     local bin
     bin=$(cat "$state/bin")
-    local run=()
     if [[ -n $netns ]]; then
         [[ $(ip -n "$netns" -o -4 addr show) == *" inet $ip/"* ]] || die "namespace $netns has no address $ip"
         # kwok in the namespace must reach the API server from there.
@@ -367,7 +370,7 @@ add_node() {
         server_address=$(sed 's#https://\(.*\):[0-9]*$#\1#' "$state/server")
         [[ $server_address != 127.* ]] ||
             die "the API server listens on $server_address, which namespace $netns cannot reach; up with --address of the lab bridge"
-        run=(ip netns exec "$netns")
+        run+=(ip netns exec "$netns")
     fi
 
     # kwok's heartbeat stage writes the Node's status every 10 minutes and relies on a lease

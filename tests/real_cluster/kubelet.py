@@ -16,6 +16,10 @@ configMapKeyRef), KUBERNETES_SERVICE_HOST/PORT pointing at the API server's lab 
 fsGroup. tcpSocket readiness probes are really probed. The process's end is the pod's end
 (Succeeded or Failed, with the exit code) under restartPolicy Never, and a restart otherwise.
 A pod being deleted gets SIGTERM, SIGKILL after its grace period, and is then removed.
+A node given --pod-network NODE=NETNS=IP[,IP] has a pod network: its pods that are not
+hostNetwork run in NETNS and report IP(s) as their podIPs (hostIPs stay the node's), and the
+file STATE/exec-netns/<namespace>_<pod> names NETNS, so that the node's (patched) kwok runs
+pods/exec commands of the pod there too. Without it every pod is in the node's namespace.
 Logs: LOGDIR/<namespace>_<pod>.log. Standard library only.
 """
 import argparse
@@ -102,6 +106,13 @@ class Kubelet:
             name, netns, ips = spec.split("=")
             self.nodes[name] = (netns, ips.split(",")[0])
             self.node_ips[name] = ips.split(",")
+        # NAME=NETNS=IP[,IP]: where the node's pods that are not hostNetwork live.
+        self.pod_networks = {}
+        for spec in args.pod_network:
+            name, netns, ips = spec.split("=")
+            self.pod_networks[name] = (netns, ips.split(","))
+        self.exec_netns_dir = os.path.join(self.state, "exec-netns")
+        os.makedirs(self.exec_netns_dir, exist_ok=True)
         self.bindir = os.path.join(self.state, "bin")
         os.makedirs(self.bindir, exist_ok=True)
         os.chmod(self.bindir, 0o755)
@@ -215,10 +226,20 @@ class Kubelet:
             result[vol["name"]] = d
         return result
 
+    def place(self, pod):
+        """(network namespace, podIPs) of the pod: its node's, or its node's pod network's."""
+        if not pod.obj["spec"].get("hostNetwork") and pod.node in self.pod_networks:
+            return self.pod_networks[pod.node]
+        return self.nodes[pod.node][0], self.node_ips[pod.node]
+
+    def exec_netns_file(self, pod):
+        return os.path.join(self.exec_netns_dir, f"{pod.ns}_{pod.name}")
+
     # --- environment -------------------------------------------------------------------------
     def field(self, pod, path):
         meta, spec = pod.obj["metadata"], pod.obj["spec"]
         netns_ip = self.nodes[pod.node][1]
+        pod_ip = self.place(pod)[1][0]
         values = {
             "metadata.name": meta["name"],
             "metadata.namespace": meta["namespace"],
@@ -226,7 +247,7 @@ class Kubelet:
             "spec.nodeName": spec.get("nodeName", ""),
             "spec.serviceAccountName": spec.get("serviceAccountName", ""),
             "status.hostIP": netns_ip,
-            "status.podIP": netns_ip,
+            "status.podIP": pod_ip,
         }
         if path in values:
             return values[path]
@@ -267,7 +288,10 @@ class Kubelet:
     def start(self, pod):
         spec = pod.obj["spec"]
         container = spec["containers"][0]
-        netns, _ = self.nodes[pod.node]
+        netns, _ = self.place(pod)
+        if netns != self.nodes[pod.node][0]:
+            with open(self.exec_netns_file(pod), "w") as f:
+                f.write(netns + "\n")
         psc = spec.get("securityContext") or {}
         csc = container.get("securityContext") or {}
         uid = csc.get("runAsUser", psc.get("runAsUser", 0))
@@ -315,7 +339,7 @@ class Kubelet:
         if isinstance(port, str):
             port = next(p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port)
         try:
-            with socket.create_connection((self.nodes[pod.node][1], port), timeout=1):
+            with socket.create_connection((self.place(pod)[1][0], port), timeout=1):
                 return True
         except OSError:
             return False
@@ -333,7 +357,8 @@ class Kubelet:
         container = pod.obj["spec"]["containers"][0]
         ip = self.nodes[pod.node][1]
         # As a dual-stack kubelet reports a hostNetwork pod: every address of its node.
-        ips = [{"ip": a} for a in self.node_ips[pod.node]]
+        host_ips = [{"ip": a} for a in self.node_ips[pod.node]]
+        ips = [{"ip": a} for a in self.place(pod)[1]]
         t = now()
         ready = "True" if pod.ready else "False"
         cs = {"name": container["name"], "image": container.get("image", ""), "imageID": "",
@@ -342,7 +367,7 @@ class Kubelet:
         if pod.last_exit is not None:
             cs["lastState"] = {"terminated": {"exitCode": pod.last_exit, "finishedAt": t}}
         return {
-            "phase": "Running", "hostIP": ip, "hostIPs": ips, "podIP": ip, "podIPs": ips,
+            "phase": "Running", "hostIP": ip, "hostIPs": host_ips, "podIP": ips[0]["ip"], "podIPs": ips,
             "startTime": pod.obj["status"].get("startTime", pod.started_at),
             "conditions": [
                 {"type": "PodScheduled", "status": "True"},
@@ -405,6 +430,8 @@ class Kubelet:
             if uid not in seen:
                 pod = self.pods.pop(uid)
                 self.kill(pod, signal.SIGKILL)
+                if os.path.exists(self.exec_netns_file(pod)):
+                    os.remove(self.exec_netns_file(pod))
                 shutil.rmtree(os.path.join(self.state, "pods", uid), ignore_errors=True)
 
     def step(self, pod):
@@ -496,6 +523,7 @@ def main():
     p.add_argument("--state", required=True)
     p.add_argument("--log-dir", required=True)
     p.add_argument("--node", action="append", default=[])
+    p.add_argument("--pod-network", action="append", default=[])
     p.add_argument("--bin", action="append", default=[])
     Kubelet(p.parse_args()).run()
 
