@@ -93,6 +93,34 @@ shape() {
     fi
 }
 
+# add_server NS HOST_IF V4 V6 RATE FILE NETWORK CLIENT_COMMAND: namespace NS on the bridge through
+# veth HOST_IF at 198.18.S.V4 (and 2001:db8:S::V6 with --ipv6), shaped to RATE both ways, running
+# an iperf3 server (its pid and log STATE/FILE.pid, .log) inside "${enter[@]}" (the node's
+# cgroup); appends node n$i on NETWORK to the inventory. Uses up()'s locals.
+add_server() {
+    local ns=$1 host_if=$2 v4=198.18.$subnet.$3 v6=2001:db8:$subnet::$4 rate=$5 file=$6 network=$7
+    ip netns add "$ns"
+    ip link add "$host_if" type veth peer name eth0 netns "$ns"
+    ip link set "$host_if" master "$bridge" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$v4/24" dev eth0
+    [[ $ipv6 -eq 0 ]] || ip -n "$ns" addr add "$v6/64" dev eth0 nodad
+    ip -n "$ns" link set eth0 up
+    shape eth0 "$rate" "$ns"
+    shape "$host_if" "$rate"
+    "${enter[@]}" ip netns exec "$ns" iperf3 --server --port "$PORT" --daemon \
+        --pidfile "$state/$file.pid" --logfile "$state/$file.log" "${server_auth[@]}"
+    {
+        echo "  - name: n$i"
+        [[ $network == host ]] || echo "    network: $network"
+        if [[ $ipv6 -eq 0 ]]; then echo "    address: $v4"; else echo "    addresses: [$v4, '$v6']"; fi
+        echo "    port: $PORT"
+        echo "    client_command: [$8]"
+        # The job tells a CPU-bound test from a slow path by the CPU the node has.
+        if [[ -n $cpu_quota ]]; then echo "    cpu: $cpu_quota"; fi
+    } >>"$state/inventory.yaml"
+}
+
 up() {
     local name=$1
     shift
@@ -168,16 +196,7 @@ up() {
         echo "nodes:"
     } >"$state/inventory.yaml"
     for ((i = 1; i <= n; i++)); do
-        local ns=$name-n$i rate=${rate_list[i - 1]} host_if=${name}v$i
-        ip netns add "$ns"
-        ip link add "$host_if" type veth peer name eth0 netns "$ns"
-        ip link set "$host_if" master "$bridge" up
-        ip -n "$ns" link set lo up
-        ip -n "$ns" addr add "198.18.$subnet.$i/24" dev eth0
-        [[ $ipv6 -eq 0 ]] || ip -n "$ns" addr add "2001:db8:$subnet::$i/64" dev eth0 nodad
-        ip -n "$ns" link set eth0 up
-        shape eth0 "${rate}mbit" "$ns"
-        shape "$host_if" "${rate}mbit"
+        local ns=$name-n$i rate=${rate_list[i - 1]}
         # In the node's cgroup before its namespace: `ip netns exec` mounts a /sys of its own.
         local enter=() client_command="ip, netns, exec, $ns"
         if [[ -n $cgroup ]]; then
@@ -191,38 +210,11 @@ up() {
             enter=(sh -c "$ENTER_CGROUP" "$cgroup/n$i/cgroup.procs")
             client_command="sh, -c, '$ENTER_CGROUP', $cgroup/n$i/cgroup.procs, $client_command"
         fi
-        "${enter[@]}" ip netns exec "$ns" iperf3 --server --port "$PORT" --daemon \
-            --pidfile "$state/n$i.pid" --logfile "$state/n$i.log" "${server_auth[@]}"
-        cat >>"$state/inventory.yaml" <<EOF
-  - name: n$i
-    $(if [[ $ipv6 -eq 0 ]]; then echo "address: 198.18.$subnet.$i"; else echo "addresses: [198.18.$subnet.$i, '2001:db8:$subnet::$i']"; fi)
-    port: $PORT
-    client_command: [$client_command]
-EOF
-        # The job tells a CPU-bound test from a slow path by the CPU the node has.
-        if [[ -n $cpu_quota ]]; then echo "    cpu: $cpu_quota" >>"$state/inventory.yaml"; fi
+        add_server "$ns" "${name}v$i" "$i" "$i" "${rate}mbit" "n$i" host "$client_command"
         if [[ -n $pod_fraction ]]; then
-            local pod_ns=$name-p$i pod_if=${name}p$i pod_rate
-            pod_rate=$(awk -v r="$rate" -v f="$pod_fraction" 'BEGIN {printf "%dkbit", r * f * 1000}')
-            ip netns add "$pod_ns"
-            ip link add "$pod_if" type veth peer name eth0 netns "$pod_ns"
-            ip link set "$pod_if" master "$bridge" up
-            ip -n "$pod_ns" link set lo up
-            ip -n "$pod_ns" addr add "198.18.$subnet.$((100 + i))/24" dev eth0
-            [[ $ipv6 -eq 0 ]] || ip -n "$pod_ns" addr add "2001:db8:$subnet::1:$i/64" dev eth0 nodad
-            ip -n "$pod_ns" link set eth0 up
-            shape eth0 "$pod_rate" "$pod_ns"
-            shape "$pod_if" "$pod_rate"
-            "${enter[@]}" ip netns exec "$pod_ns" iperf3 --server --port "$PORT" --daemon \
-                --pidfile "$state/p$i.pid" --logfile "$state/p$i.log" "${server_auth[@]}"
-            cat >>"$state/inventory.yaml" <<EOF
-  - name: n$i
-    network: pod
-    $(if [[ $ipv6 -eq 0 ]]; then echo "address: 198.18.$subnet.$((100 + i))"; else echo "addresses: [198.18.$subnet.$((100 + i)), '2001:db8:$subnet::1:$i']"; fi)
-    port: $PORT
-    client_command: [${client_command%"$ns"}$pod_ns]
-EOF
-            if [[ -n $cpu_quota ]]; then echo "    cpu: $cpu_quota" >>"$state/inventory.yaml"; fi
+            add_server "$name-p$i" "${name}p$i" "$((100 + i))" "1:$i" \
+                "$(awk -v r="$rate" -v f="$pod_fraction" 'BEGIN {printf "%dkbit", r * f * 1000}')" \
+                "p$i" pod "${client_command%"$ns"}$name-p$i"
         fi
     done
     for loss in "${losses[@]}"; do
