@@ -131,8 +131,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         rounds_skipped: measured.rounds_skipped,
         tests_not_run: measured.tests_not_run,
         switched_to_exclusive: measured.switched_to_exclusive,
-        cycle_rounds: plan.cycle_rounds,
-        cycle_runs: plan.cycle_runs,
+        plan,
     };
     let mut report = RunReport {
         mode: config.mode,
@@ -142,7 +141,6 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome> {
         protocols: config.protocols,
         ip_families: schedule.families(),
         networks: schedule.networks(),
-        plan,
         facts,
         calibrations: measured.calibrations,
         stopped: measured.stopped,

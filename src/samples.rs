@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use crate::iperf3::{Protocol, TestResult};
 use crate::measure::Measurement;
+use crate::schedule::Plan;
 use crate::targets::{IpFamily, Network, Node, NodeLabel};
 
 /// A metric's name and help text.
@@ -103,8 +104,8 @@ pub struct RunFacts {
     pub rounds_skipped: usize,
     pub tests_not_run: usize,
     pub switched_to_exclusive: bool,
-    pub cycle_rounds: usize,
-    pub cycle_runs: usize,
+    /// The run's plan: the rounds of the cycle and the runs it takes are samples too.
+    pub plan: Plan,
 }
 
 /// The directed pairs of one protocol's mesh (or star) over one IP family and network.
@@ -134,6 +135,7 @@ impl RunFacts {
         meshes: Vec<MeshPairs>,
         rounds: usize,
     ) -> RunFacts {
+        let meshes_tests = meshes.iter().map(|m| m.pairs).sum();
         RunFacts {
             started_at,
             finished_at,
@@ -144,8 +146,7 @@ impl RunFacts {
             rounds_skipped: 0,
             tests_not_run: 0,
             switched_to_exclusive: false,
-            cycle_rounds: rounds,
-            cycle_runs: 1,
+            plan: Plan::whole_cycle(meshes_tests, rounds),
         }
     }
 }
@@ -329,8 +330,8 @@ fn run_samples(measurements: &[Measurement], run: &RunFacts, cluster: Option<&st
     push(&RUN_ROUNDS_SKIPPED, &[], run.rounds_skipped as f64);
     push(&RUN_TESTS_NOT_RUN, &[], run.tests_not_run as f64);
     push(&RUN_PAIRING_SWITCHED, &[], if run.switched_to_exclusive { 1.0 } else { 0.0 });
-    push(&CYCLE_ROUNDS, &[], run.cycle_rounds as f64);
-    push(&CYCLE_RUNS, &[], run.cycle_runs as f64);
+    push(&CYCLE_ROUNDS, &[], run.plan.cycle_rounds as f64);
+    push(&CYCLE_RUNS, &[], run.plan.cycle_runs as f64);
     out
 }
 

@@ -508,6 +508,25 @@ impl Plan {
         (0..self.rounds).filter_map(move |i| schedule.round(first + i))
     }
 
+    /// The plan of a run that measures its whole cycle of `tests` tests in `rounds` rounds, a
+    /// round a wave, with 1-s tests: what tests and benchmarks of the later stages start from.
+    #[doc(hidden)]
+    pub fn whole_cycle(tests: usize, rounds: usize) -> Plan {
+        Plan {
+            first_test: 0,
+            tests,
+            stride: tests,
+            cycle_tests: tests,
+            first_round: 0,
+            rounds,
+            cycle_rounds: rounds,
+            cycle_runs: 1,
+            lanes: tests.div_ceil(rounds.max(1)).max(1),
+            waves: rounds,
+            test_estimate: Duration::from_secs(1) + TEST_ALLOWANCE,
+        }
+    }
+
     /// Estimated wall time of the whole run: its waves, back to back.
     pub fn estimate(&self) -> Duration {
         self.test_estimate * u32::try_from(self.waves).unwrap_or(u32::MAX)

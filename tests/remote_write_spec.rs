@@ -558,8 +558,7 @@ async fn a_large_runs_samples_are_sent_batch_by_batch_and_all_arrive() {
         rounds_skipped: 0,
         tests_not_run: 0,
         switched_to_exclusive: false,
-        cycle_rounds: 99,
-        cycle_runs: 1,
+        plan: iperf3_monitor::schedule::Plan::whole_cycle(9_900, 99),
     };
     let run = samples::RunSamples::new(&measurements, &[], &facts, Some("lab"));
     let expected = samples::build(&measurements, &[], &facts, Some("lab"));

@@ -40,8 +40,7 @@ pub struct RunReport {
     pub ip_families: Vec<IpFamily>,
     /// The networks measured, each over the nodes with a server on it.
     pub networks: Vec<Network>,
-    pub plan: Plan,
-    /// When the run was, what it measured and what it did not: the run-level samples.
+    /// When the run was, its plan, what it measured and what it did not: the run-level samples.
     pub facts: RunFacts,
     pub calibrations: Vec<measure::Calibrated>,
     pub stopped: Option<StopReason>,
@@ -96,7 +95,7 @@ impl Serialize for RunReport {
             ip_families: &self.ip_families,
             networks: &self.networks,
             pairs_without_ip_family: facts.pairs_without_ip_family,
-            plan: &self.plan,
+            plan: &self.facts.plan,
             rounds_run: facts.rounds_run,
             rounds_skipped: facts.rounds_skipped,
             tests_not_run: facts.tests_not_run,

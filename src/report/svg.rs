@@ -110,7 +110,7 @@ mod tests {
     use crate::iperf3::{Failure, FailureReason, Protocol};
     use crate::measure::Measurement;
     use crate::samples::{MeshPairs, RunFacts};
-    use crate::schedule::{Mode, Plan};
+    use crate::schedule::Mode;
     use crate::targets::{IpFamily, Network, Node};
 
     #[test]
@@ -123,19 +123,6 @@ mod tests {
             protocols: vec![Protocol::Tcp],
             ip_families: vec![IpFamily::Ipv4],
             networks: vec![Network::Host],
-            plan: Plan {
-                first_test: 0,
-                tests: 2,
-                stride: 2,
-                cycle_tests: 2,
-                first_round: 0,
-                rounds: 1,
-                cycle_rounds: 1,
-                cycle_runs: 1,
-                lanes: 2,
-                waves: 1,
-                test_estimate: std::time::Duration::from_secs(1),
-            },
             facts: RunFacts::whole_cycle(epoch, epoch, 2, vec![MeshPairs::host_ipv4(Protocol::Tcp, 2)], 1),
             calibrations: Vec::new(),
             stopped: None,

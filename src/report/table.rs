@@ -107,9 +107,9 @@ pub fn summary(report: &RunReport) -> String {
         failed.len(),
         if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
         report.facts.rounds_run,
-        report.plan.rounds,
-        report.plan.cycle_rounds,
-        report.plan.cycle_runs,
+        report.facts.plan.rounds,
+        report.facts.plan.cycle_rounds,
+        report.facts.plan.cycle_runs,
         report.duration_seconds,
     );
     let cpu_bound = report.measurements.iter().filter(|m| m.cpu_bound).count();
