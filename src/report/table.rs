@@ -62,6 +62,16 @@ fn mesh_name(protocol: Protocol, family: IpFamily, network: Network, families: u
     name
 }
 
+/// A mesh in the dry run's list: "ipv6" (as a dual-stack run has always named it), "pod network",
+/// "ipv6 on the pod network".
+fn mesh_label(family: IpFamily, network: Network, families: usize, networks: usize) -> String {
+    match (families > 1, networks > 1) {
+        (true, true) => format!("{family} on the {network} network"),
+        (false, true) => format!("{network} network"),
+        _ => family.to_string(),
+    }
+}
+
 fn matrix(
     out: &mut impl std::io::Write,
     title: &str,
@@ -181,17 +191,13 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         dry.concurrency,
         schedule.pairs_per_protocol(),
     );
-    let mesh_of = |family, network| {
-        let name = mesh_name(Protocol::Tcp, family, network, families.len(), networks.len());
-        name.strip_prefix("tcp").unwrap_or_default().trim_start().to_string()
-    };
     if families.len() > 1 || networks.len() > 1 {
         // Each family of each network is a mesh of the nodes with an address in it.
         for segment in schedule.segments().iter().filter(|s| Some(&s.protocol) == schedule.protocols().first()) {
             let _ = writeln!(
                 out,
                 "{}: {} rounds of {} tests, {} pairs per protocol",
-                mesh_of(segment.family, segment.network),
+                mesh_label(segment.family, segment.network, families.len(), networks.len()),
                 segment.rounds(),
                 segment.tests_per_round(),
                 segment.pairs()
@@ -262,4 +268,22 @@ pub fn plan_text(dry: &DryRun, schedule: &Schedule, node_names: &[String]) -> St
         listed += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meshes_are_named_by_what_the_run_has_several_of() {
+        let (v6, pod) = (IpFamily::Ipv6, Network::Pod);
+        assert_eq!(mesh_name(Protocol::Tcp, IpFamily::Ipv4, Network::Host, 1, 1), "tcp");
+        assert_eq!(mesh_name(Protocol::Udp, v6, Network::Host, 2, 1), "udp over ipv6");
+        assert_eq!(mesh_name(Protocol::Tcp, IpFamily::Ipv4, pod, 1, 2), "tcp on the pod network");
+        assert_eq!(mesh_name(Protocol::Tcp, v6, pod, 2, 2), "tcp over ipv6 on the pod network");
+        // The dry run's list of meshes: a dual-stack run's as it has always read.
+        assert_eq!(mesh_label(v6, Network::Host, 2, 1), "ipv6");
+        assert_eq!(mesh_label(IpFamily::Ipv4, pod, 1, 2), "pod network");
+        assert_eq!(mesh_label(v6, pod, 2, 2), "ipv6 on the pod network");
+    }
 }
