@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::iperf3::{self, Failure, FailureReason, Protocol, TestResult, TestSettings};
 use crate::runner::{ClientCommand, ClientOutput, ClientRunner, MAX_OUTPUT_BYTES, RunError};
 use crate::schedule::{Pairing, Plan, PlannedTest, Schedule};
-use crate::targets::{IpFamily, Network, Node};
+use crate::targets::{self, IpFamily, Network, Node};
 use dispatch::{Condemned, Dispatch, Ended, Lease, Next, Side};
 
 /// How often a test whose server was not taking tests (busy, or between two tests) is tried again.
@@ -85,8 +85,9 @@ impl Measurement {
 
 #[cfg(test)]
 impl Measurement {
-    /// A test from `source` to `destination` over TCP, IPv4 and the host network in round 0, ended at the Unix
-    /// epoch after a second: what the tests of the stages after measuring start from.
+    /// A test from `source` to `destination` over TCP, IPv4 and the host network in round 0,
+    /// ended at the Unix epoch after a second: what the tests of the stages after measuring
+    /// start from.
     pub(crate) fn example(source: &str, destination: &str, outcome: Outcome) -> Measurement {
         Measurement {
             source: source.into(),
@@ -199,7 +200,7 @@ impl<R: ClientRunner> Measure<'_, R> {
         // nodes step aside (see [`dispatch`]).
         let overdue_after = self.settings.duration + OVERDUE_GRACE;
         let mut dispatch =
-            Dispatch::new(plan.planned(schedule), machines(self.nodes), exclusive, plan.lanes, overdue_after);
+            Dispatch::new(plan.planned(schedule), targets::machines(self.nodes), exclusive, plan.lanes, overdue_after);
         let began = tokio::time::Instant::now();
         let mut running = FuturesUnordered::new();
         let mut progress = Progress::new(plan.tests);
@@ -509,19 +510,6 @@ impl<R: ClientRunner> Measure<'_, R> {
 /// socket after each test; a client arriving in that gap, as its previous test ends, is reset
 /// while connecting, or just after: "unable to receive control message: Connection reset by
 /// peer" within [`RESET_AT_START`] of the start, before any data was sent).
-/// Each node's machine, numbered in order of appearance: the servers of one machine on both
-/// networks share its name.
-fn machines(nodes: &[Node]) -> Vec<usize> {
-    let mut numbers: HashMap<&str, usize> = HashMap::new();
-    nodes
-        .iter()
-        .map(|n| {
-            let next = numbers.len();
-            *numbers.entry(n.name.as_str()).or_insert(next)
-        })
-        .collect()
-}
-
 fn is_transient(failure: &Failure, took: Duration) -> bool {
     let detail = failure.detail.to_ascii_lowercase();
     failure.reason == FailureReason::Busy

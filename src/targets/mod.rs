@@ -119,7 +119,20 @@ impl Node {
     }
 }
 
-/// The nodes' names, each once, in order: a node with servers on both networks is one machine.
+/// Each node's machine, numbered in order of first appearance: a machine's servers on both
+/// networks are nodes with its name.
+pub fn machines(nodes: &[Node]) -> Vec<usize> {
+    let mut numbers: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    nodes
+        .iter()
+        .map(|n| {
+            let next = numbers.len();
+            *numbers.entry(n.name.as_str()).or_insert(next)
+        })
+        .collect()
+}
+
+/// The machines' names, each once, in order (see [`machines`]).
 pub fn machine_names(nodes: &[Node]) -> Vec<&str> {
     let mut seen = std::collections::HashSet::new();
     nodes.iter().map(|n| n.name.as_str()).filter(|name| seen.insert(*name)).collect()
