@@ -54,6 +54,16 @@ fn assert_no_node_sends_two_tests_at_once(report: &Value, nodes: &[String]) {
     }
 }
 
+/// One TCP run over the lab's inventory with `duration`-s tests, remote-written to `prom`; it
+/// must succeed. Returns the JSON report.
+fn measure_tcp(prom: &Prometheus, lab: &Lab, duration: &str) -> Value {
+    let inventory = lab.inventory.to_str().unwrap();
+    let extra = ["--inventory", inventory, "--protocols", "tcp", "--output", "json"];
+    let output = run_monitor(&[], &prom.run_args(duration, &extra));
+    assert_eq!(output.status.code(), Some(0));
+    report(&output)
+}
+
 fn report(output: &std::process::Output) -> Value {
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {}", String::from_utf8_lossy(&output.stdout)))
@@ -148,11 +158,7 @@ fn a_dual_stack_mesh_is_measured_in_each_family_in_rounds_of_its_own() {
     let _lock = lab_lock();
     let lab = Lab::up("e2eds", 28, &[40, 60, 80, 100], &["--ipv6"]);
     let prom = Prometheus::start();
-    let inventory = lab.inventory.to_str().unwrap();
-    let output =
-        run_monitor(&[], &prom.run_args("4", &["--inventory", inventory, "--protocols", "tcp", "--output", "json"]));
-    assert_eq!(output.status.code(), Some(0));
-    let report = report(&output);
+    let report = measure_tcp(&prom, &lab, "4");
     assert_eq!(report["ip_families"], serde_json::json!(["ipv4", "ipv6"]));
     // Each family its own N-1 duplex rounds: 2(N-1) in all.
     assert_eq!((report["plan"]["cycle_rounds"].as_u64(), report["rounds_run"].as_u64()), (Some(6), Some(6)));
@@ -181,11 +187,7 @@ fn the_host_and_the_pod_network_are_each_a_mesh_and_the_cni_cost_panel_shows_the
     // Each node's "pod network" server is shaped to half the node's rate: a CNI costing 50 %.
     let lab = Lab::up("e2epn", 29, &[40, 60, 80, 100], &["--pod-network", "0.5"]);
     let prom = Prometheus::start();
-    let inventory = lab.inventory.to_str().unwrap();
-    let output =
-        run_monitor(&[], &prom.run_args("3", &["--inventory", inventory, "--protocols", "tcp", "--output", "json"]));
-    assert_eq!(output.status.code(), Some(0));
-    let report = report(&output);
+    let report = measure_tcp(&prom, &lab, "3");
     assert_eq!(report["networks"], serde_json::json!(["host", "pod"]));
     assert_eq!(report["nodes"], serde_json::json!(names(4)), "a node with two servers is one node");
     // Each network its own N-1 duplex rounds: 2(N-1) in all.
